@@ -1,0 +1,173 @@
+"""The `ockd` feature backend: object-centric keypoints from the network.
+
+Keypoints are local maxima of the reliability map above `r_thr`, at most `max_keypoints` of them;
+descriptors are sampled bilinearly from the lower-resolution descriptor maps at each keypoint.
+With a reference inter-object descriptor, only keypoints on that object are kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ockd_ros.device import resolve_device
+from ockd_ros.features.types import Features, check_image
+from ockd_ros.model.checkpoint import load_checkpoint
+from ockd_ros.model.network import OCKDNet, batch_statistics
+
+LOG = logging.getLogger(__name__)
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+DEFAULT_CHECKPOINT = WEIGHTS_DIR / "ockd_default.pt"
+
+
+@dataclass(frozen=True)
+class OckdConfig:
+    checkpoint: str | None = None  # None: the shipped default checkpoint
+    device: str = "auto"
+    r_thr: float = 1.5  # reliability threshold
+    nms_radius: int = 1  # 1 → 3×3 non-maximum suppression
+    max_keypoints: int = 1024
+    border: int = 4  # pixels at the image border never hold keypoints
+    mask_threshold: float = 0.5  # cosine to the reference inter-object descriptor
+    test_time_bn: bool = False  # BatchNorm with the image's own statistics (paper's trick)
+
+
+class OckdExtractor:
+    name = "ockd"
+
+    def __init__(self, conf: OckdConfig | None = None, model: OCKDNet | None = None):
+        self.conf = conf or OckdConfig()
+        if self.conf.r_thr < 0 or self.conf.max_keypoints < 1 or self.conf.nms_radius < 0:
+            raise ValueError(f"invalid extractor config: {self.conf}")
+        self.device = resolve_device(self.conf.device)
+        self.model = (model or _load_model(self.conf.checkpoint)).to(self.device).eval()
+        # channels-last convolutions are ~1.7× faster on CPU; on CUDA, fp16 halves the time.
+        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        self.model = self.model.to(dtype=self.dtype, memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def extract(self, image: np.ndarray, reference_inter: np.ndarray | None = None) -> Features:
+        """Features of an H×W×3 uint8 RGB image.
+
+        reference_inter: a D2 inter-object descriptor; when given, only keypoints whose inter
+        descriptor has cosine ≥ `mask_threshold` with it (i.e. on that object) are returned.
+        """
+        check_image(image)
+        tensor = torch.from_numpy(image).to(self.device).permute(2, 0, 1)[None]
+        tensor = (tensor.to(self.dtype) / 255.0).contiguous(memory_format=torch.channels_last)
+        norm_mode = batch_statistics(self.model) if self.conf.test_time_bn else _no_change()
+        with norm_mode:
+            out = self.model(tensor)
+        keypoints, scores = detect_keypoints(
+            out.reliability[0, 0].float(),
+            self.conf.r_thr,
+            self.conf.nms_radius,
+            self.conf.max_keypoints,
+            self.conf.border,
+        )
+        size = (image.shape[1], image.shape[0])
+        intra = sample_descriptors(out.desc_intra[0].float(), keypoints, size)
+        inter = sample_descriptors(out.desc_inter[0].float(), keypoints, size)
+        features = Features(
+            keypoints.cpu().numpy(),
+            scores.cpu().numpy(),
+            intra.cpu().numpy(),
+            inter.cpu().numpy(),
+            size,
+        )
+        if reference_inter is not None:
+            features = features.select(
+                object_mask(features.desc_inter, reference_inter, self.conf.mask_threshold)
+            )
+        return features
+
+
+def detect_keypoints(
+    reliability: torch.Tensor, r_thr: float, nms_radius: int, max_keypoints: int, border: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Local maxima of an H×W reliability map above `r_thr`, strongest first.
+
+    Returns keypoints K×2 float32 (x, y) and their scores K, with K ≤ `max_keypoints`.
+    """
+    if reliability.ndim != 2:
+        raise ValueError(f"expected an H×W reliability map, got shape {tuple(reliability.shape)}")
+    window = 2 * nms_radius + 1
+    pooled = F.max_pool2d(reliability[None, None], window, stride=1, padding=nms_radius)[0, 0]
+    keep = (reliability == pooled) & (reliability >= r_thr)
+    if border > 0:
+        keep[:border], keep[-border:], keep[:, :border], keep[:, -border:] = (
+            False,
+            False,
+            False,
+            False,
+        )
+    ys, xs = torch.nonzero(keep, as_tuple=True)
+    scores = reliability[ys, xs]
+    if len(scores) > max_keypoints:
+        scores, order = torch.topk(scores, max_keypoints)
+    else:
+        scores, order = torch.sort(scores, descending=True)
+    keypoints = torch.stack([xs[order], ys[order]], dim=1).float()
+    return keypoints, scores
+
+
+def sample_descriptors(
+    desc_map: torch.Tensor, keypoints: torch.Tensor, image_size: tuple[int, int]
+) -> torch.Tensor:
+    """Sample a D×h×w descriptor map bilinearly at K×2 pixel keypoints of a W×H image → K×D.
+
+    Rows are re-normalised to unit length.
+
+    The map covers the whole image at a lower resolution; pixel centres line up as in
+    `F.interpolate(..., align_corners=False)`.
+    """
+    if len(keypoints) == 0:
+        return desc_map.new_zeros((0, desc_map.shape[0]))
+    width, height = image_size
+    grid = (keypoints + 0.5) / keypoints.new_tensor([width, height]) * 2 - 1
+    samples = F.grid_sample(
+        desc_map[None],
+        grid[None, None],
+        mode="bilinear",
+        align_corners=False,
+        padding_mode="border",
+    )
+    return F.normalize(samples[0, :, 0].t(), dim=1)
+
+
+def object_mask(desc_inter: np.ndarray, reference: np.ndarray, threshold: float) -> np.ndarray:
+    """N bool: rows of N×D2 `desc_inter` with cosine ≥ `threshold` to the D2 `reference`."""
+    reference = np.asarray(reference, dtype=np.float32).reshape(-1)
+    if reference.shape[0] != desc_inter.shape[1]:
+        raise ValueError(
+            f"reference descriptor has {reference.shape[0]} dims, "
+            f"features have {desc_inter.shape[1]}"
+        )
+    norm = np.linalg.norm(reference)
+    if not np.isfinite(norm) or norm == 0:
+        raise ValueError("reference inter-object descriptor must be finite and non-zero")
+    return desc_inter @ (reference / norm) >= threshold
+
+
+def _load_model(checkpoint: str | None) -> OCKDNet:
+    if checkpoint is not None:
+        return load_checkpoint(checkpoint)
+    if DEFAULT_CHECKPOINT.is_file():
+        return load_checkpoint(DEFAULT_CHECKPOINT)
+    LOG.warning(
+        "no trained checkpoint at %s: the network is randomly initialised and its keypoints "
+        "are meaningless until one is trained (see training/)",
+        DEFAULT_CHECKPOINT,
+    )
+    return OCKDNet()
+
+
+@contextlib.contextmanager
+def _no_change():
+    yield

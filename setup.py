@@ -1,0 +1,30 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "ockd_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    package_data={PACKAGE: ["weights/*"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="ockd_ros maintainers",
+    maintainer_email="maintainers@ockd-ros.dev",
+    description="6D object pose from one RGB camera with object-centric keypoints.",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "pose_node = ockd_ros.ros.node:main",
+            "ockd-demo = ockd_ros.demo:main",
+        ],
+    },
+)
