@@ -7,7 +7,9 @@ PACKAGE = "ockd_ros"
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    # training/ lives at the top level of the repository but installs as ockd_ros.training.
+    packages=[*find_packages(include=[PACKAGE, f"{PACKAGE}.*"]), f"{PACKAGE}.training"],
+    package_dir={f"{PACKAGE}.training": "training"},
     package_data={PACKAGE: ["weights/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
@@ -24,7 +26,7 @@ setup(
     entry_points={
         "console_scripts": [
             "pose_node = ockd_ros.ros.node:main",
-            "ockd-demo = ockd_ros.demo:main",
+            "ockd-demo = ockd_ros.demo:cli",
         ],
     },
 )

@@ -101,7 +101,13 @@ def hope_root() -> Path:
 def default_objects() -> dict[str, ObjectSpec]:
     """The registry of default objects, by name."""
     root = hope_root()
-    return {name: ObjectSpec(name, root / name / "textured.obj", "cm") for name in HOPE_OBJECTS}
+    return {name: ObjectSpec(name, _hope_mesh_path(root / name), "cm") for name in HOPE_OBJECTS}
+
+
+def _hope_mesh_path(folder: Path) -> Path:
+    # Eight objects ship `textured.obj`, four `<name>.obj`; `*_col(l).obj` are collision hulls.
+    textured = folder / "textured.obj"
+    return textured if textured.is_file() else folder / f"{folder.name}.obj"
 
 
 def resolve_object(name_or_path: str, units: str = "mm", symmetric: bool = False) -> ObjectSpec:

@@ -100,10 +100,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> OCK
         key: value.float() if value.is_floating_point() else value
         for key, value in payload["state_dict"].items()
     }
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(
-            f"{path} does not match its network config: missing {result.missing_keys[:5]}, "
-            f"unexpected {result.unexpected_keys[:5]}"
-        )
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:  # missing, unexpected or mis-shaped tensors
+        raise CheckpointError(f"{path} does not match its network config: {error}") from error
     return model.to(device).eval()

@@ -24,7 +24,7 @@ IMAGE_STD = (0.229, 0.224, 0.225)
 @dataclass(frozen=True)
 class NetworkConfig:
     encoder_stages: int = 3  # ResNet-18 stages kept: 3 stops at layer3 (stride 16)
-    decoder_channels: tuple[int, ...] = (128, 96)  # one entry per upsampling step from the bottom
+    decoder_channels: tuple[int, ...] = (128, 64)  # one entry per upsampling step from the bottom
     intra_dim: int = 64
     inter_dim: int = 32
     reliability_offset: float = 0.0  # added before softplus; training may shift the initial level
@@ -140,19 +140,22 @@ class UNetDecoder(nn.Module):
         self.reduce = nn.ModuleList()
         self.fuse = nn.ModuleList()
         in_channels = encoder_channels[-1]
-        skips = encoder_channels[-2::-1]
+        # The stem (stride 2) is the shallowest skip; a last step to full resolution has none.
+        skips = (*encoder_channels[-2::-1], 0)
         for out_channels, skip_channels in zip(decoder_channels, skips, strict=False):
             self.reduce.append(ConvBlock(in_channels, out_channels))
             self.fuse.append(ConvBlock(out_channels + skip_channels, out_channels))
             in_channels = out_channels
         self.out_channels = in_channels
 
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, features: list[torch.Tensor], image_size: tuple[int, int]) -> torch.Tensor:
         x = features[-1]
         skips = features[-2::-1]
-        for reduce, fuse, skip in zip(self.reduce, self.fuse, skips, strict=False):
-            x = F.interpolate(reduce(x), size=skip.shape[-2:], mode="nearest")
-            x = fuse(torch.cat([x, skip], dim=1))
+        for step, (reduce, fuse) in enumerate(zip(self.reduce, self.fuse, strict=True)):
+            skip = skips[step] if step < len(skips) else None
+            size = image_size if skip is None else skip.shape[-2:]
+            x = F.interpolate(reduce(x), size=size, mode="nearest")
+            x = fuse(x if skip is None else torch.cat([x, skip], dim=1))
         return x
 
 
@@ -175,7 +178,7 @@ class OCKDNet(nn.Module):
         if image.ndim != 4 or image.shape[1] != 3:
             raise ValueError(f"expected images B×3×H×W, got shape {tuple(image.shape)}")
         features = self.encoder((image - self.mean) / self.std)
-        x = self.decoder(features)
+        x = self.decoder(features, image.shape[-2:])
         logits = self.reliability_head(x) + self.conf.reliability_offset
         reliability = F.softplus(
             F.interpolate(logits, size=image.shape[-2:], mode="bilinear", align_corners=False)

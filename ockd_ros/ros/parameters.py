@@ -1,0 +1,94 @@
+"""The node's parameters: defaults, descriptions and validation in one table.
+
+Every parameter is declared with its description; a value that fails its check is refused with
+the reason, both from the YAML file at start and from `ros2 param set` at run time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ockd_ros.features import BACKENDS
+
+QOS_CHOICES = ("sensor_data", "reliable")
+
+
+@dataclass(frozen=True)
+class NodeParameter:
+    name: str
+    default: Any
+    description: str
+    check: Callable[[Any], str | None]  # returns the reason a value is invalid, or None
+
+
+def _one_of(choices) -> Callable[[Any], str | None]:
+    return lambda value: None if value in choices else f"must be one of {list(choices)}"
+
+
+def _positive(value) -> str | None:
+    return None if value > 0 else "must be positive"
+
+
+def _non_negative(value) -> str | None:
+    return None if value >= 0 else "must be ≥ 0"
+
+
+def _device(value: str) -> str | None:
+    from ockd_ros.device import resolve_device
+
+    try:
+        resolve_device(value)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _anything(_value) -> str | None:
+    return None
+
+
+PARAMETERS = (
+    NodeParameter(
+        "backend", "ockd", "feature backend: ockd (the network) or sift", _one_of(BACKENDS)
+    ),
+    NodeParameter(
+        "checkpoint", "", "network checkpoint file; empty for the shipped default", _anything
+    ),
+    NodeParameter("device", "auto", "torch device: auto, cpu, cuda, cuda:N", _device),
+    NodeParameter("r_thr", 1.5, "keypoint reliability threshold (ockd)", _non_negative),
+    NodeParameter("max_keypoints", 1024, "keypoints kept per image, strongest first", _positive),
+    NodeParameter(
+        "qos",
+        "sensor_data",
+        "QoS of the camera subscriptions: sensor_data (best effort) or reliable",
+        _one_of(QOS_CHOICES),
+    ),
+    NodeParameter(
+        "compressed",
+        False,
+        "subscribe to sensor_msgs/CompressedImage on '<image>/compressed'",
+        _anything,
+    ),
+    NodeParameter(
+        "publish_debug_image",
+        False,
+        "always publish the debug overlay (otherwise only while someone subscribes)",
+        _anything,
+    ),
+)
+PARAMETERS_BY_NAME = {parameter.name: parameter for parameter in PARAMETERS}
+
+
+def validate(name: str, value: Any) -> str | None:
+    """The reason `value` is invalid for parameter `name`, or None if it is valid."""
+    parameter = PARAMETERS_BY_NAME.get(name)
+    if parameter is None:
+        return None  # parameters declared by rclpy itself (use_sim_time, ...)
+    numeric = isinstance(parameter.default, float) and type(value) is int
+    if type(value) is not type(parameter.default) and not numeric:
+        expected = type(parameter.default).__name__
+        return f"{name} expects a {expected}, got {type(value).__name__} {value!r}"
+    reason = parameter.check(value)
+    return None if reason is None else f"{name}={value!r} {reason}"

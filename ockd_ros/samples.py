@@ -1,0 +1,74 @@
+"""Small rendered scenes with known poses, for the demo, the benchmarks and the tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from ockd_ros.geometry import intrinsics, make_pose
+from ockd_ros.meshes import ObjectMesh
+from ockd_ros.render import RenderedView, Renderer
+
+# Real photos shipped with scikit-image: backgrounds with natural texture statistics.
+BACKGROUND_PHOTOS = ("coffee", "chelsea", "rocket", "astronaut", "brick", "gravel", "grass")
+
+
+@dataclass
+class SampleScene:
+    """A rendered scene: the image, its camera and the objects' poses (T_cam_obj, metres)."""
+
+    rgb: np.ndarray
+    K: np.ndarray
+    poses: list[np.ndarray]
+    view: RenderedView
+
+
+def photo_background(size: tuple[int, int], name: str = "coffee") -> np.ndarray:
+    """A real photo from scikit-image resized to `size` (width, height), as H×W×3 uint8 RGB."""
+    import skimage.data
+
+    if name not in BACKGROUND_PHOTOS:
+        raise ValueError(f"unknown background {name!r}; choose from {BACKGROUND_PHOTOS}")
+    photo = getattr(skimage.data, name)()
+    if photo.ndim == 2:
+        photo = np.repeat(photo[..., None], 3, axis=2)
+    return cv2.resize(photo[..., :3], size, interpolation=cv2.INTER_AREA)
+
+
+def default_camera(size: tuple[int, int] = (640, 480)) -> np.ndarray:
+    """A pinhole K like a typical RGB-D camera's (about 58° horizontal field of view at 640 px)."""
+    width, height = size
+    focal = 572.0 * width / 640.0
+    return intrinsics(focal, focal, (width - 1) / 2.0, (height - 1) / 2.0)
+
+
+def object_row_poses(objects: list[ObjectMesh], distance: float, seed: int) -> list[np.ndarray]:
+    """Poses placing the objects side by side in front of the camera, randomly turned."""
+    rng = np.random.default_rng(seed)
+    widths = np.array([obj.diameter for obj in objects])
+    centres = np.cumsum(widths) - widths / 2 - widths.sum() / 2
+    poses = []
+    for centre in centres:
+        rotation = Rotation.from_euler("xyz", rng.uniform(-35, 35, 3), degrees=True)
+        tilt = Rotation.from_euler("x", -90, degrees=True)  # HOPE/LM-O models stand along +z
+        poses.append(make_pose((rotation * tilt).as_matrix(), [centre, 0.0, distance]))
+    return poses
+
+
+def render_sample_scene(
+    renderer: Renderer,
+    objects: list[ObjectMesh],
+    size: tuple[int, int] = (640, 480),
+    background: str = "coffee",
+    distance: float = 0.5,
+    seed: int = 0,
+) -> SampleScene:
+    """Render `objects` in a row at `distance` metres over a real photo."""
+    K = default_camera(size)
+    poses = object_row_poses(objects, distance, seed)
+    view = renderer.render(objects, poses, K, size)
+    rgb = np.where(view.labels[..., None] > 0, view.rgb, photo_background(size, background))
+    return SampleScene(rgb, K, poses, view)

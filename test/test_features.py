@@ -1,0 +1,153 @@
+import numpy as np
+import pytest
+import torch
+
+from ockd_ros.features import BACKENDS, Features, create_extractor
+from ockd_ros.features.ockd import (
+    OckdConfig,
+    OckdExtractor,
+    detect_keypoints,
+    object_mask,
+    sample_descriptors,
+)
+from ockd_ros.model.network import NetworkConfig, OCKDNet
+
+SMALL = NetworkConfig(decoder_channels=(32, 16))
+
+
+def _map_with_peaks(peaks, size=(40, 50), base=0.2):
+    reliability = torch.full(size, base)
+    for (x, y), value in peaks.items():
+        reliability[y, x] = value
+    return reliability
+
+
+def test_detect_finds_known_peaks_strongest_first():
+    peaks = {(10, 12): 2.0, (30, 20): 3.0, (45, 35): 1.6, (5, 30): 1.2}  # last is below r_thr
+    keypoints, scores = detect_keypoints(_map_with_peaks(peaks), 1.5, 1, 100, 0)
+    assert keypoints.tolist() == [[30, 20], [10, 12], [45, 35]]
+    assert scores.tolist() == pytest.approx([3.0, 2.0, 1.6])
+
+
+def test_nms_keeps_one_of_two_neighbours():
+    peaks = {(10, 10): 2.0, (11, 10): 1.9, (20, 10): 1.8}
+    keypoints, _ = detect_keypoints(_map_with_peaks(peaks), 1.5, 1, 100, 0)
+    assert keypoints.tolist() == [[10, 10], [20, 10]]
+    keypoints, _ = detect_keypoints(_map_with_peaks(peaks), 1.5, 0, 100, 0)
+    assert len(keypoints) == 3  # no suppression at radius 0
+
+
+def test_top_k_and_border():
+    peaks = {(x, 20): 2.0 + x / 100 for x in range(2, 48, 4)}
+    keypoints, _ = detect_keypoints(_map_with_peaks(peaks), 1.5, 1, 3, 0)
+    assert keypoints[:, 0].tolist() == [46, 42, 38]
+    keypoints, _ = detect_keypoints(_map_with_peaks(peaks), 1.5, 1, 100, 4)
+    assert keypoints[:, 0].min() >= 4 and keypoints[:, 0].max() < 46
+
+
+def test_detect_refuses_batched_maps():
+    with pytest.raises(ValueError, match="H×W"):
+        detect_keypoints(torch.zeros(1, 8, 8), 1.5, 1, 10, 0)
+
+
+def test_sampling_at_cell_centres_returns_the_cell_descriptor():
+    desc = torch.nn.functional.normalize(torch.randn(8, 5, 6), dim=0)  # D×h×w, stride 4
+    cells = torch.tensor([[0, 0], [5, 4], [2, 3]])
+    # centre of cell (cx, cy) at stride 4 is pixel 4·c + 1.5 (pixel centres at integers)
+    keypoints = cells.float() * 4 + 1.5
+    sampled = sample_descriptors(desc, keypoints, (24, 20))
+    expected = desc[:, cells[:, 1], cells[:, 0]].t()
+    torch.testing.assert_close(sampled, expected, atol=1e-5, rtol=0)
+    assert sample_descriptors(desc, torch.zeros(0, 2), (24, 20)).shape == (0, 8)
+
+
+def test_object_mask_selects_by_cosine():
+    inter = np.eye(4, dtype=np.float32)[[0, 1, 0, 2]]
+    np.testing.assert_array_equal(object_mask(inter, np.array([2, 0, 0, 0]), 0.5), [1, 0, 1, 0])
+    with pytest.raises(ValueError, match="dims"):
+        object_mask(inter, np.ones(3), 0.5)
+    with pytest.raises(ValueError, match="non-zero"):
+        object_mask(inter, np.zeros(4), 0.5)
+
+
+@pytest.fixture(scope="module")
+def confident_extractor():
+    """A small network whose reliability head is biased above r_thr everywhere."""
+    torch.manual_seed(0)
+    model = OCKDNet(SMALL)
+    with torch.no_grad():
+        model.reliability_head.bias.fill_(3.0)
+    return OckdExtractor(OckdConfig(device="cpu", max_keypoints=50), model=model)
+
+
+def test_extractor_output_types_and_shapes(confident_extractor, rng):
+    image = rng.integers(0, 255, (72, 96, 3), dtype=np.uint8)
+    features = confident_extractor.extract(image)
+    assert isinstance(features, Features)
+    assert 0 < len(features) <= 50
+    assert features.keypoints.dtype == np.float32 and features.keypoints.shape[1] == 2
+    assert features.desc_intra.shape == (len(features), 64)
+    assert features.desc_inter.shape == (len(features), 32)
+    np.testing.assert_allclose(np.linalg.norm(features.desc_intra, axis=1), 1.0, atol=1e-5)
+    assert np.all(features.scores >= 1.5) and np.all(np.diff(features.scores) <= 0)
+    assert features.keypoints[:, 0].max() < 96 - 4 and features.keypoints[:, 1].max() < 72 - 4
+    assert features.image_size == (96, 72)
+
+
+def test_extractor_reference_descriptor_filters_keypoints(confident_extractor, rng):
+    image = rng.integers(0, 255, (72, 96, 3), dtype=np.uint8)
+    everything = confident_extractor.extract(image)
+    reference = everything.desc_inter[0]
+    selected = confident_extractor.extract(image, reference_inter=reference)
+    assert 0 < len(selected) <= len(everything)
+    assert np.all(selected.desc_inter @ reference >= 0.5 - 1e-6)
+
+
+def test_test_time_bn_keeps_the_weights(rng):
+    torch.manual_seed(0)
+    model = OCKDNet(SMALL)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    image = rng.integers(0, 60, (64, 64, 3), dtype=np.uint8)
+    conf = OckdConfig(device="cpu", r_thr=0.0, max_keypoints=20, test_time_bn=True)
+    OckdExtractor(conf, model=model).extract(image)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value.float(), state[key].float(), msg=key)
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (np.zeros((64, 64, 3), np.float32), "uint8"),
+        (np.zeros((64, 64), np.uint8), "H×W×3"),
+        (np.zeros((8, 8, 3), np.uint8), "too small"),
+        ([[0]], "numpy"),
+    ],
+)
+def test_bad_images_are_refused(backend, image, message):
+    extractor = create_extractor(backend, {"device": "cpu"} if backend == "ockd" else None)
+    with pytest.raises(ValueError, match=message):
+        extractor.extract(image)
+
+
+def test_sift_backend_returns_the_same_type(renderer, ketchup):
+    from ockd_ros.samples import render_sample_scene
+
+    scene = render_sample_scene(renderer, [ketchup], (320, 240))
+    features = create_extractor("sift").extract(scene.rgb)
+    assert isinstance(features, Features) and len(features) > 20
+    assert features.desc_inter is None and features.desc_intra.shape == (len(features), 128)
+    np.testing.assert_allclose(np.linalg.norm(features.desc_intra, axis=1), 1.0, atol=1e-5)
+    assert np.all(np.diff(features.scores) <= 0)
+
+
+def test_sift_on_a_blank_image_finds_nothing():
+    features = create_extractor("sift").extract(np.full((64, 64, 3), 128, np.uint8))
+    assert len(features) == 0 and features.desc_intra.shape == (0, 128)
+
+
+def test_unknown_backend_and_config_keys():
+    with pytest.raises(ValueError, match="unknown feature backend"):
+        create_extractor("orb")
+    with pytest.raises(ValueError, match="unknown SiftConfig keys"):
+        create_extractor("sift", {"r_thr": 1.0})

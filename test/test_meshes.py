@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+import trimesh
+
+from ockd_ros.meshes import (
+    HOPE_OBJECTS,
+    MeshLoadError,
+    default_objects,
+    load_mesh,
+    load_object,
+    resolve_object,
+)
+
+
+def test_registry_lists_the_twelve_hope_objects_with_existing_meshes():
+    registry = default_objects()
+    assert sorted(registry) == sorted(HOPE_OBJECTS)
+    for spec in registry.values():
+        assert spec.path.is_file(), spec.path
+        assert "_col" not in spec.path.name
+
+
+def test_hope_mesh_is_converted_from_centimetres(ketchup):
+    raw = trimesh.load(ketchup.path, force="mesh", process=False)
+    np.testing.assert_allclose(ketchup.mesh.extents, raw.extents * 0.01, rtol=1e-6)
+    assert 0.05 < ketchup.diameter < 0.3  # a ketchup bottle, in metres
+    assert ketchup.mesh.visual.kind == "texture"
+
+
+def test_ply_with_vertex_colours_in_millimetres(tmp_path):
+    box = trimesh.creation.box(extents=(40.0, 20.0, 10.0))
+    box.visual.vertex_colors = np.tile([200, 30, 30, 255], (len(box.vertices), 1))
+    path = tmp_path / "box.ply"
+    box.export(path)
+    obj = load_object(resolve_object(str(path), units="mm"))
+    assert obj.name == "box"
+    np.testing.assert_allclose(obj.mesh.extents, [0.04, 0.02, 0.01], rtol=1e-6)
+    assert obj.mesh.visual.kind == "vertex"
+    assert obj.diameter == pytest.approx(np.linalg.norm([0.04, 0.02, 0.01]))
+
+
+def test_content_hash_changes_with_the_file(tmp_path):
+    path = tmp_path / "box.ply"
+    trimesh.creation.box(extents=(1.0, 1.0, 1.0)).export(path)
+    first = load_object(resolve_object(str(path))).content_hash
+    trimesh.creation.box(extents=(1.0, 2.0, 1.0)).export(path)
+    assert load_object(resolve_object(str(path))).content_hash != first
+
+
+def test_missing_mesh_names_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nothere\.obj"):
+        load_mesh(tmp_path / "nothere.obj", "mm")
+
+
+@pytest.mark.parametrize("suffix", [".obj", ".ply"])
+def test_corrupt_mesh_names_the_file(tmp_path, suffix):
+    path = tmp_path / f"broken{suffix}"
+    path.write_bytes(b"\x00\x01 not a mesh at all \xff" * 10)
+    with pytest.raises(MeshLoadError, match=f"broken{suffix}"):
+        load_mesh(path, "mm")
+
+
+def test_unknown_object_name_lists_the_defaults():
+    with pytest.raises(KeyError, match="ketchup"):
+        resolve_object("no_such_object")
+
+
+def test_units_must_be_explicit_and_known(tmp_path):
+    path = tmp_path / "box.ply"
+    trimesh.creation.box().export(path)
+    with pytest.raises(ValueError, match="unknown length unit"):
+        load_mesh(path, "furlong")
