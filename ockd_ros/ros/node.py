@@ -44,6 +44,10 @@ class InvalidParameterError(ValueError):
 class PoseNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
+        # Set before anything can fail: rclpy destroys a half-built node on shutdown.
+        self._slot: LatestFrameSlot = LatestFrameSlot()
+        self._worker: threading.Thread | None = None
+        self._last_warning: dict[str, float] = {}
         for parameter in PARAMETERS:
             self.declare_parameter(
                 parameter.name,
@@ -57,11 +61,11 @@ class PoseNode(Node):
         ]
         if reasons:
             raise InvalidParameterError("; ".join(reasons))
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._parameters_changed)
 
         self._extractor = None
         self._extractor_lock = threading.Lock()
-        self._slot: LatestFrameSlot = LatestFrameSlot()
         self.frames_processed = 0
         qos = self._camera_qos()
         if self._param("compressed"):
@@ -74,7 +78,8 @@ class PoseNode(Node):
 
     def destroy_node(self) -> None:
         self._slot.close()
-        self._worker.join(timeout=5.0)
+        if self._worker is not None:
+            self._worker.join(timeout=5.0)
         super().destroy_node()
 
     def _param(self, name: str):
@@ -85,13 +90,13 @@ class PoseNode(Node):
             qos_profile_sensor_data if self._param("qos") == "sensor_data" else QoSProfile(depth=5)
         )
 
-    def _on_set_parameters(self, parameters) -> SetParametersResult:
+    def _validate_parameters(self, parameters) -> SetParametersResult:
         reasons = [reason for p in parameters if (reason := validate(p.name, p.value))]
-        if reasons:
-            return SetParametersResult(successful=False, reason="; ".join(reasons))
+        return SetParametersResult(successful=not reasons, reason="; ".join(reasons))
+
+    def _parameters_changed(self, _parameters) -> None:
         with self._extractor_lock:
             self._extractor = None  # rebuilt with the new values before the next frame
-        return SetParametersResult(successful=True)
 
     def _current_extractor(self):
         with self._extractor_lock:
@@ -109,14 +114,16 @@ class PoseNode(Node):
             try:
                 self._process(msg)
             except ImageDecodeError as error:
-                self.get_logger().warning(
-                    f"skipping frame: {error}", throttle_duration_sec=WARN_PERIOD
-                )
+                self._warn_throttled(f"skipping frame: {error}")
             except Exception as error:  # the node must outlive any single bad frame
-                self.get_logger().error(
-                    f"frame failed: {type(error).__name__}: {error}",
-                    throttle_duration_sec=WARN_PERIOD,
-                )
+                self._warn_throttled(f"frame failed: {type(error).__name__}: {error}")
+
+    def _warn_throttled(self, message: str) -> None:
+        """Warn once per WARN_PERIOD per distinct message: a bad stream repeats the same one."""
+        now = time.monotonic()
+        if now - self._last_warning.get(message, -WARN_PERIOD) >= WARN_PERIOD:
+            self._last_warning[message] = now
+            self.get_logger().warning(message)
 
     def _process(self, msg) -> None:
         start = time.perf_counter()

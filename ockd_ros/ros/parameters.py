@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ockd_ros.features import BACKENDS
@@ -45,6 +46,10 @@ def _device(value: str) -> str | None:
     return None
 
 
+def _checkpoint(value: str) -> str | None:
+    return None if not value or Path(value).is_file() else f"no such file: {value}"
+
+
 def _anything(_value) -> str | None:
     return None
 
@@ -54,7 +59,7 @@ PARAMETERS = (
         "backend", "ockd", "feature backend: ockd (the network) or sift", _one_of(BACKENDS)
     ),
     NodeParameter(
-        "checkpoint", "", "network checkpoint file; empty for the shipped default", _anything
+        "checkpoint", "", "network checkpoint file; empty for the shipped default", _checkpoint
     ),
     NodeParameter("device", "auto", "torch device: auto, cpu, cuda, cuda:N", _device),
     NodeParameter("r_thr", 1.5, "keypoint reliability threshold (ockd)", _non_negative),
