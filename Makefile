@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint osmesa
+.PHONY: demo test lint osmesa train-cpu
 
 demo: $(STAMP)
 	$(PY) -m ockd_ros.demo --out outputs/demo
@@ -14,6 +14,10 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q test
+
+# The recipe behind the shipped checkpoint (about 2 hours on 2 CPU cores); see training/README.md.
+train-cpu: $(STAMP)
+	PYTHON=$(abspath $(PY)) training/recipe_cpu.sh data/ppdr_cpu runs/cpu
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

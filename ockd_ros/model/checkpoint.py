@@ -71,8 +71,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(
-            f"cannot read checkpoint {path} (truncated or not a torch file): {error}"
+            f"cannot read checkpoint {path} (truncated or not a torch file): {reason}"
         ) from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an ockd_ros checkpoint (no format {FORMAT!r})")
