@@ -59,6 +59,12 @@ class ObjectMesh:
     path: Path
     symmetric: bool = False
     source_files: tuple[Path, ...] = field(default=(), repr=False)
+    units: str = "m"  # units of the file at `path` (the loaded mesh is always in metres)
+
+    @property
+    def scale_to_metres(self) -> float:
+        """Factor from the file's units to metres (what a viewer loading `path` needs)."""
+        return unit_scale(self.units)
 
     @cached_property
     def diameter(self) -> float:
@@ -129,7 +135,9 @@ def load_object(spec: ObjectSpec | str, max_texture_size: int = 1024) -> ObjectM
     if isinstance(spec, str):
         spec = resolve_object(spec)
     mesh = load_mesh(spec.path, spec.units, max_texture_size)
-    return ObjectMesh(spec.name, mesh, spec.path, spec.symmetric, _material_files(spec.path))
+    return ObjectMesh(
+        spec.name, mesh, spec.path, spec.symmetric, _material_files(spec.path), spec.units
+    )
 
 
 def load_mesh(path: str | Path, units: str, max_texture_size: int = 1024) -> trimesh.Trimesh:

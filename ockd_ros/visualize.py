@@ -46,3 +46,47 @@ def write_rgb(path, rgb: np.ndarray) -> None:
     """Write an RGB image (cv2 expects BGR); raises if the file cannot be written."""
     if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
         raise OSError(f"cannot write image {path}")
+
+
+BOX_EDGES = ((0, 1), (0, 2), (1, 3), (2, 3), (4, 5), (4, 6), (5, 7), (6, 7),
+             (0, 4), (1, 5), (2, 6), (3, 7))  # fmt: skip
+
+
+def box_corners(bounds: np.ndarray) -> np.ndarray:
+    """The 8×3 corners of an axis-aligned box given as 2×3 [min, max]."""
+    return np.array([[bounds[i, 0], bounds[j, 1], bounds[k, 2]]
+                     for i in (0, 1) for j in (0, 1) for k in (0, 1)])  # fmt: skip
+
+
+def draw_pose(
+    rgb: np.ndarray,
+    K: np.ndarray,
+    T_cam_obj: np.ndarray,
+    bounds: np.ndarray,
+    color: tuple[int, int, int],
+    label: str = "",
+    keypoints: np.ndarray | None = None,
+) -> np.ndarray:
+    """Draw an object's pose in place: its bounding box, axes, matched keypoints and a label.
+
+    bounds: 2×3 object-frame box (metres); keypoints: N×2 pixels.
+    """
+    from ockd_ros.geometry import project, transform_points
+
+    corners = transform_points(T_cam_obj, box_corners(bounds))
+    if np.any(corners[:, 2] <= 1e-3):
+        return rgb  # behind the camera: nothing sensible to draw
+    pixels = np.round(project(K, corners)).astype(int)
+    for a, b in BOX_EDGES:
+        cv2.line(rgb, tuple(map(int, pixels[a])), tuple(map(int, pixels[b])), color, 1, cv2.LINE_AA)
+    length = 0.5 * float(np.min(bounds[1] - bounds[0]))
+    axes = transform_points(T_cam_obj, np.vstack([np.zeros(3), np.eye(3) * length]))
+    origin, *tips = np.round(project(K, axes)).astype(int)
+    for tip, axis_color in zip(tips, ((255, 0, 0), (0, 255, 0), (0, 0, 255)), strict=True):
+        cv2.line(rgb, tuple(map(int, origin)), tuple(map(int, tip)), axis_color, 2, cv2.LINE_AA)
+    for x, y in np.round(keypoints if keypoints is not None else []).astype(int):
+        cv2.circle(rgb, (int(x), int(y)), 2, color, -1, cv2.LINE_AA)
+    if label:
+        anchor = tuple(map(int, pixels.min(axis=0) - [0, 4]))
+        cv2.putText(rgb, label, anchor, cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1, cv2.LINE_AA)
+    return rgb

@@ -20,7 +20,9 @@ NODE_EXECUTABLE = Path(sys.executable).parent / "pose_node"
 class NodeProcess:
     """The node executable with `--ros-args` parameters; its log goes to a file for assertions."""
 
-    def __init__(self, log_path: Path, parameters: dict[str, object], remaps=()):
+    def __init__(
+        self, log_path: Path, parameters: dict[str, object], remaps=(), env: dict | None = None
+    ):
         args = [str(NODE_EXECUTABLE), "--ros-args", "--log-level", "ockd_pose_node:=debug"]
         for name, value in parameters.items():
             args += ["-p", f"{name}:={str(value).lower() if isinstance(value, bool) else value}"]
@@ -29,7 +31,8 @@ class NodeProcess:
         self.log_path = log_path
         self._log = log_path.open("w")
         # Unbuffered logs, so a test can read what the node said while it still runs.
-        env = os.environ | {"RCUTILS_LOGGING_BUFFERED_STREAM": "0", "PYTHONUNBUFFERED": "1"}
+        env = os.environ | (env or {})
+        env |= {"RCUTILS_LOGGING_BUFFERED_STREAM": "0", "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
 
     def log(self) -> str:

@@ -1,14 +1,21 @@
-"""The node end to end: a real subprocess, real DDS on loopback (private ROS_DOMAIN_ID)."""
+"""The pose node end to end: a real subprocess (its installed console script), real DDS on
+loopback with a private ROS_DOMAIN_ID, rendered frames of default objects at known poses."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image
+from scipy.spatial.transform import Rotation
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
+from visualization_msgs.msg import Marker, MarkerArray
 
 from ockd_ros.camera_messages import image_message_to_rgb
 from ockd_ros.meshes import load_object
@@ -16,13 +23,21 @@ from ockd_ros.render import Renderer
 from ockd_ros.samples import render_sample_scene
 from test.ros_harness import NodeProcess, TestPeer
 
-STARTUP_TIMEOUT = 60.0  # the node imports torch and OpenCV before it subscribes
+STARTUP_TIMEOUT = 120.0  # imports torch, then builds (or loads) the template banks
+OBJECT = "cream_cheese"  # a printed box: textured enough for the SIFT backend
+FRAME_ID = "test_camera_optical_frame"
+SIZE = (640, 480)
 
 
 @pytest.fixture(scope="module")
-def scene_rgb():
+def scene():
     with Renderer() as renderer:
-        return render_sample_scene(renderer, [load_object("cream_cheese")], (320, 240)).rgb
+        return render_sample_scene(renderer, [load_object(OBJECT)], SIZE, distance=0.35, seed=3)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
 
 
 @pytest.fixture
@@ -33,87 +48,205 @@ def peer():
 
 
 @pytest.fixture
-def sift_node(tmp_path):
-    process = NodeProcess(tmp_path / "node.log", {"backend": "sift", "publish_debug_image": True})
+def node(tmp_path, cache_dir):
+    process = NodeProcess(
+        tmp_path / "node.log",
+        {
+            "backend": "sift",
+            "objects": f"[{OBJECT}]",
+            "templates_per_object": 48,
+            "publish_debug_image": True,
+        },
+        env={"XDG_CACHE_HOME": str(cache_dir)},
+    )
     yield process
     process.stop()
 
 
-def _image_msg(rgb: np.ndarray, stamp_sec: int, encoding: str = "rgb8") -> Image:
+def _image_msg(rgb: np.ndarray, stamp: int, encoding: str = "rgb8") -> Image:
     msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding=encoding, step=rgb.shape[1] * 3)
-    msg.header = Header(frame_id="test_camera_optical_frame")
-    msg.header.stamp.sec = stamp_sec
+    msg.header = Header(frame_id=FRAME_ID)
+    msg.header.stamp.sec = stamp
     msg.data = rgb.tobytes()
     return msg
 
 
-def _connect(peer: TestPeer, node: NodeProcess):
-    publisher = peer.node.create_publisher(Image, "image", qos_profile_sensor_data)
-    received: list[Image] = []
-    peer.node.create_subscription(Image, "debug_image", received.append, 10)
-    connected = peer.spin_until(lambda: publisher.get_subscription_count() > 0, STARTUP_TIMEOUT)
-    assert connected, f"node never subscribed to image:\n{node.log()}"
-    return publisher, received
+def _camera_info(K: np.ndarray, size=SIZE, frame_id: str = FRAME_ID) -> CameraInfo:
+    msg = CameraInfo(width=size[0], height=size[1], distortion_model="plumb_bob")
+    msg.header.frame_id = frame_id
+    msg.k = np.asarray(K, float).reshape(-1)
+    msg.p = np.hstack([K, np.zeros((3, 1))]).reshape(-1)
+    msg.d = [0.0] * 5
+    return msg
 
 
-def _publish_until_answered(peer, publisher, received, msg, timeout=30.0) -> Image:
-    """Publish (best effort may drop a frame) until the answer with msg's stamp arrives."""
-    stamp = msg.header.stamp.sec
-    for _ in range(int(timeout)):
-        publisher.publish(msg)
-        if peer.spin_until(lambda: any(r.header.stamp.sec == stamp for r in received), 1.0):
-            return next(r for r in received if r.header.stamp.sec == stamp)
-    raise AssertionError(f"no debug image for stamp {stamp}")
+class Link:
+    """The peer's publishers and what it received from the node."""
+
+    def __init__(self, peer: TestPeer, node: NodeProcess):
+        self.peer, self.node = peer, node
+        create = peer.node.create_publisher
+        self.image = create(Image, "image", qos_profile_sensor_data)
+        self.info = create(CameraInfo, "camera_info", qos_profile_sensor_data)
+        self.poses: list[PoseStamped] = []
+        self.markers: list[MarkerArray] = []
+        self.debug: list[Image] = []
+        self.diagnostics: list[DiagnosticArray] = []
+        subscribe = peer.node.create_subscription
+        subscribe(PoseStamped, f"object_poses/{OBJECT}", self.poses.append, 10)
+        subscribe(MarkerArray, "object_markers", self.markers.append, 10)
+        subscribe(Image, "debug_image", self.debug.append, 10)
+        subscribe(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
+        ready = peer.spin_until(
+            lambda: self.image.get_subscription_count() > 0 and "ready in" in node.log(),
+            STARTUP_TIMEOUT,
+        )
+        assert ready, f"node not ready:\n{node.log()}"
+
+    def send(self, image: Image, info: CameraInfo | None) -> None:
+        if info is not None:
+            info.header.stamp = image.header.stamp
+            self.info.publish(info)
+        self.image.publish(image)
+
+    def pose_for(self, stamp: int, image: Image, info: CameraInfo, timeout=30.0) -> PoseStamped:
+        """Send (best effort may lose a frame) until the pose stamped `stamp` arrives."""
+        for _ in range(int(timeout)):
+            self.send(image, info)
+            if self.peer.spin_until(
+                lambda: any(p.header.stamp.sec == stamp for p in self.poses), 1
+            ):
+                return next(p for p in self.poses if p.header.stamp.sec == stamp)
+        raise AssertionError(f"no pose for stamp {stamp}:\n{self.node.log()}")
+
+    def wait_for_log(self, text: str, resend: tuple | None = None, timeout=15.0) -> bool:
+        for _ in range(int(timeout)):
+            if resend:
+                self.send(*resend)
+            if self.peer.spin_until(lambda: text in self.node.log(), 1.0):
+                return True
+        return False
 
 
-def test_debug_image_carries_the_source_header_and_keypoints(peer, sift_node, scene_rgb):
-    publisher, received = _connect(peer, sift_node)
-    answer = _publish_until_answered(peer, publisher, received, _image_msg(scene_rgb, 7))
-    assert answer.header.frame_id == "test_camera_optical_frame"
-    overlay = image_message_to_rgb(answer)
-    assert overlay.shape == scene_rgb.shape
-    assert np.any(overlay != scene_rgb)  # keypoints drawn on the frame
-    assert peer.spin_until(lambda: "keypoints in" in sift_node.log(), 5.0)  # debug statistics
+def _pose_error(msg: PoseStamped, T_true: np.ndarray) -> tuple[float, float]:
+    p, q = msg.pose.position, msg.pose.orientation
+    translation = np.linalg.norm(np.array([p.x, p.y, p.z]) - T_true[:3, 3])
+    R = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
+    angle = np.degrees(Rotation.from_matrix(R.T @ T_true[:3, :3]).magnitude())
+    return float(translation), float(angle)
 
 
-def test_bad_frames_are_logged_and_the_node_keeps_working(peer, sift_node, scene_rgb):
-    publisher, received = _connect(peer, sift_node)
-    truncated = _image_msg(scene_rgb, 2)
+def test_pose_arrives_with_the_image_header_and_within_tolerance(peer, node, scene):
+    link = Link(peer, node)
+    answer = link.pose_for(11, _image_msg(scene.rgb, 11), _camera_info(scene.K))
+    assert answer.header.frame_id == FRAME_ID
+    translation, angle = _pose_error(answer, scene.poses[0])
+    assert translation < 0.02 and angle < 10.0, (translation, angle)
+    assert link.peer.spin_until(lambda: link.markers and link.debug, 5.0)
+    names = {m.ns for array in link.markers for m in array.markers if m.action == Marker.ADD}
+    assert names == {OBJECT}
+    assert image_message_to_rgb(link.debug[-1]).shape == scene.rgb.shape
+
+
+def test_markers_of_an_object_no_longer_seen_are_deleted(peer, node, scene):
+    link = Link(peer, node)
+    link.pose_for(20, _image_msg(scene.rgb, 20), _camera_info(scene.K))
+    empty = _image_msg(np.full_like(scene.rgb, 90), 21)
+    for _ in range(30):
+        link.send(empty, _camera_info(scene.K))
+        deleted = lambda: any(  # noqa: E731
+            m.action == Marker.DELETE and m.ns == OBJECT
+            for array in link.markers
+            for m in array.markers
+        )
+        if link.peer.spin_until(deleted, 1.0):
+            return
+    raise AssertionError("no DELETE markers after the object left the image")
+
+
+def test_bad_input_is_logged_and_the_node_keeps_answering(peer, node, scene):
+    link = Link(peer, node)
+    good = _image_msg(scene.rgb, 30)
+    info = _camera_info(scene.K)
+    truncated = _image_msg(scene.rgb, 31)
     truncated.data = truncated.data[:-10]
-    for bad, symptom in [
-        (_image_msg(scene_rgb, 1, encoding="32FC1"), "unsupported image encoding"),
-        (truncated, "does not match its header"),
-    ]:
-        # one at a time: the node keeps only the newest frame
-        for _ in range(10):
-            publisher.publish(bad)
-            if peer.spin_until(lambda s=symptom: s in sift_node.log(), 1.0):
-                break
-    answer = _publish_until_answered(peer, publisher, received, _image_msg(scene_rgb, 3))
-    assert answer.header.stamp.sec == 3
-    assert sift_node.alive()
-    log = sift_node.log()
-    assert "unsupported image encoding '32FC1'" in log
-    assert "does not match its header" in log
-    assert not any(r.header.stamp.sec in (1, 2) for r in received)
+    small = _image_msg(np.ascontiguousarray(scene.rgb[:, :400]), 32)  # 400×480: other aspect
+    uncalibrated = _image_msg(scene.rgb, 34)
+    uncalibrated.header.frame_id = "uncalibrated_camera"
+    cases = [
+        ((uncalibrated, None), "no CameraInfo with frame_id 'uncalibrated_camera'"),
+        ((_image_msg(scene.rgb, 33, encoding="32FC1"), info), "unsupported image encoding"),
+        ((truncated, info), "does not match its header"),
+        ((_image_msg(scene.rgb, 36), _camera_info(np.zeros((3, 3)))), "unusable K"),
+        ((small, info), "different aspect ratio"),
+    ]
+    for resend, symptom in cases:
+        # one case at a time: the node keeps only the newest frame
+        assert link.wait_for_log(symptom, resend), f"{symptom!r} not logged:\n{node.log()}"
+    assert node.alive()
+    link.pose_for(30, good, info)  # a good frame still gets its pose
+    assert not any(p.header.stamp.sec in range(31, 37) for p in link.poses)
 
 
-def test_invalid_parameter_is_refused_at_run_time(peer, sift_node):
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS"))
+    return int(line.split()[1]) / 1024
+
+
+def _diagnostic(link: Link, key: str) -> int:
+    values = {kv.key: kv.value for kv in link.diagnostics[-1].status[0].values}
+    return int(values[key])
+
+
+def test_a_burst_at_30_hz_is_absorbed_by_dropping_frames(peer, node, scene):
+    link = Link(peer, node)
+    info = _camera_info(scene.K)
+    link.pose_for(40, _image_msg(scene.rgb, 40), info)  # warm: first frames allocate
+    before = _rss_mb(node.process.pid)
+    frames = [_image_msg(scene.rgb, 100 + i) for i in range(200)]
+    start = time.monotonic()
+    for i, frame in enumerate(frames):
+        link.send(frame, info)
+        link.peer.spin_until(lambda: False, max(0.0, start + (i + 1) / 30 - time.monotonic()))
+    # the newest frame is answered soon after the burst, not after 200 frames' worth of work
+    answered = lambda: any(p.header.stamp.sec >= 290 for p in link.poses)  # noqa: E731
+    assert link.peer.spin_until(answered, 15.0), node.log()[-3000:]
+    seen = len(link.diagnostics)
+    assert link.peer.spin_until(lambda: len(link.diagnostics) > seen, 5.0)  # a fresh report
+    # most frames were skipped, not processed late: the node worked on the newest one each time
+    assert _diagnostic(link, "frames_dropped") > 0
+    assert _diagnostic(link, "frames_processed") < 150
+    assert _rss_mb(node.process.pid) - before < 150  # no backlog of frames held in memory
+    assert node.alive()
+
+
+def test_invalid_parameters_are_refused_at_run_time(peer, node):
+    Link(peer, node)
     client = AsyncParameterClient(peer.node, "ockd_pose_node")
-    assert peer.spin_until(lambda: client.services_are_ready(), STARTUP_TIMEOUT), sift_node.log()
-    bad = Parameter(
-        name="r_thr",
-        value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=-1.0),
-    )
-    good = Parameter(
-        name="max_keypoints",
-        value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=200),
-    )
-    futures = [client.set_parameters([bad]), client.set_parameters([good])]
+    assert peer.spin_until(lambda: client.services_are_ready(), 10.0)
+
+    def param(name, kind, **value):
+        return Parameter(name=name, value=ParameterValue(type=kind, **value))
+
+    futures = [
+        client.set_parameters([param("r_thr", ParameterType.PARAMETER_DOUBLE, double_value=-1.0)]),
+        client.set_parameters(
+            [param("objects", ParameterType.PARAMETER_STRING_ARRAY, string_array_value=["nope"])]
+        ),
+        client.set_parameters(
+            [param("min_inliers", ParameterType.PARAMETER_INTEGER, integer_value=3)]
+        ),
+        client.set_parameters(
+            [param("publish_debug_image", ParameterType.PARAMETER_BOOL, bool_value=False)]
+        ),
+    ]
     assert peer.spin_until(lambda: all(f.done() for f in futures), 10.0)
-    refused, accepted = (f.result().results[0] for f in futures)
-    assert not refused.successful and "r_thr=-1.0 must be ≥ 0" in refused.reason
-    assert accepted.successful
+    r_thr, objects, inliers, debug = (f.result().results[0] for f in futures)
+    assert not r_thr.successful and "r_thr=-1.0 must be ≥ 0" in r_thr.reason
+    assert not objects.successful and "neither a mesh file nor a default object" in objects.reason
+    assert not inliers.successful and "must be ≥ 4" in inliers.reason
+    assert debug.successful
 
 
 def test_invalid_parameter_at_start_exits_with_the_reason(tmp_path):

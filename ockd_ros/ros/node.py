@@ -1,8 +1,12 @@
-"""The ockd_ros ROS 2 node.
+"""The ockd_ros pose node.
 
-Subscribes to `image` (sensor_msgs/Image, or CompressedImage on `image/compressed`), runs the
-feature extractor on the newest frame in a worker thread and publishes `debug_image` with the
-keypoints.
+Subscribes to `image` (sensor_msgs/Image, or CompressedImage on `image/compressed`) and
+`camera_info`; estimates the pose of each configured object in the newest frame on a worker
+thread and publishes, stamped like the source image:
+- `object_poses/<name>` (geometry_msgs/PoseStamped): the object frame in the camera optical frame;
+- `object_markers` (visualization_msgs/MarkerArray): keypoints, axes, label and mesh per object;
+- `debug_image` (sensor_msgs/Image): the overlay, while someone subscribes or when enabled;
+- `/diagnostics`: processing time, dropped frames, objects found, once a second.
 Frames that arrive while the worker is busy are dropped and counted, never queued.
 
     ros2 run ockd_ros pose_node --ros-args --params-file config/pose.yaml
@@ -14,31 +18,47 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections import deque
 
+import cv2
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import Header
+from visualization_msgs.msg import MarkerArray
 
 from ockd_ros.camera_messages import (
+    CameraIntrinsics,
     ImageDecodeError,
+    camera_info_to_intrinsics,
     compressed_message_to_rgb,
     image_message_to_rgb,
 )
-from ockd_ros.features import create_extractor
+from ockd_ros.meshes import load_object, resolve_object
+from ockd_ros.pose.estimator import Estimator, EstimatorConfig, ObjectPose
+from ockd_ros.pose.pnp import PnPConfig
+from ockd_ros.pose.templates import TemplateConfig
 from ockd_ros.ros.frame_slot import LatestFrameSlot
-from ockd_ros.ros.messages import rgb_to_image_msg
-from ockd_ros.ros.parameters import PARAMETERS, validate
-from ockd_ros.visualize import draw_keypoints
+from ockd_ros.ros.messages import diagnostics, object_markers, pose_stamped, rgb_to_image_msg
+from ockd_ros.ros.parameters import PARAMETERS, PARAMETERS_BY_NAME, validate
+from ockd_ros.visualize import caption, draw_pose, object_color
 
 NODE_NAME = "ockd_pose_node"
-WARN_PERIOD = 5.0  # seconds between repeated warnings about the same kind of bad input
+WARN_PERIOD = 5.0  # seconds between repeats of the same warning
+STALE_AFTER = 5.0  # seconds without a processed frame before diagnostics warn
 
 
 class InvalidParameterError(ValueError):
     pass
+
+
+class FrameSkipError(Exception):
+    """A frame that cannot be processed; the message says why (logged, throttled)."""
 
 
 class PoseNode(Node):
@@ -48,6 +68,39 @@ class PoseNode(Node):
         self._slot: LatestFrameSlot = LatestFrameSlot()
         self._worker: threading.Thread | None = None
         self._last_warning: dict[str, float] = {}
+        self._declare_parameters()
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._parameters_changed)
+
+        self._estimator: Estimator | None = None
+        self._colors: dict[str, tuple[int, int, int]] = {}
+        self._estimator_lock = threading.Lock()
+        self._camera_infos: dict[str, CameraInfo] = {}
+        self._pose_publishers: dict[str, object] = {}
+        self._shown: set[str] = set()
+        self._durations: deque[float] = deque(maxlen=30)
+        self._last_done = time.monotonic()
+        self.frames_processed = 0
+        self._found_last = 0
+
+        qos = (
+            qos_profile_sensor_data if self._param("qos") == "sensor_data" else QoSProfile(depth=5)
+        )
+        if self._param("compressed"):
+            self.create_subscription(CompressedImage, "image/compressed", self._slot.put, qos)
+        else:
+            self.create_subscription(Image, "image", self._slot.put, qos)
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
+        self._markers_pub = self.create_publisher(MarkerArray, "object_markers", 10)
+        self._debug_pub = self.create_publisher(Image, "debug_image", 1)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(1.0, self._publish_diagnostics)
+        self._worker = threading.Thread(target=self._run, name="ockd_inference", daemon=True)
+        self._worker.start()
+
+    # --- parameters ---------------------------------------------------------------------------
+
+    def _declare_parameters(self) -> None:
         for parameter in PARAMETERS:
             self.declare_parameter(
                 parameter.name,
@@ -57,63 +110,70 @@ class PoseNode(Node):
         reasons = [
             reason
             for parameter in PARAMETERS
-            if (reason := validate(parameter.name, self.get_parameter(parameter.name).value))
+            if (reason := validate(parameter.name, self._param(parameter.name)))
         ]
         if reasons:
             raise InvalidParameterError("; ".join(reasons))
-        self.add_on_set_parameters_callback(self._validate_parameters)
-        self.add_post_set_parameters_callback(self._parameters_changed)
-
-        self._extractor = None
-        self._extractor_lock = threading.Lock()
-        self.frames_processed = 0
-        qos = self._camera_qos()
-        if self._param("compressed"):
-            self.create_subscription(CompressedImage, "image/compressed", self._slot.put, qos)
-        else:
-            self.create_subscription(Image, "image", self._slot.put, qos)
-        self._debug_pub = self.create_publisher(Image, "debug_image", 1)
-        self._worker = threading.Thread(target=self._run, name="ockd_inference", daemon=True)
-        self._worker.start()
-
-    def destroy_node(self) -> None:
-        self._slot.close()
-        if self._worker is not None:
-            self._worker.join(timeout=5.0)
-        super().destroy_node()
 
     def _param(self, name: str):
         return self.get_parameter(name).value
-
-    def _camera_qos(self) -> QoSProfile:
-        return (
-            qos_profile_sensor_data if self._param("qos") == "sensor_data" else QoSProfile(depth=5)
-        )
 
     def _validate_parameters(self, parameters) -> SetParametersResult:
         reasons = [reason for p in parameters if (reason := validate(p.name, p.value))]
         return SetParametersResult(successful=not reasons, reason="; ".join(reasons))
 
-    def _parameters_changed(self, _parameters) -> None:
-        with self._extractor_lock:
-            self._extractor = None  # rebuilt with the new values before the next frame
+    def _parameters_changed(self, parameters) -> None:
+        declared = [PARAMETERS_BY_NAME[p.name] for p in parameters if p.name in PARAMETERS_BY_NAME]
+        if any(parameter.rebuilds for parameter in declared):
+            with self._estimator_lock:
+                self._estimator = None  # rebuilt with the new values before the next frame
 
-    def _current_extractor(self):
-        with self._extractor_lock:
-            if self._extractor is None:
-                backend = self._param("backend")
-                conf = {"max_keypoints": self._param("max_keypoints")}
-                if backend == "ockd":
-                    conf |= {"r_thr": float(self._param("r_thr")), "device": self._param("device")}
-                    conf["checkpoint"] = self._param("checkpoint") or None
-                self._extractor = create_extractor(backend, conf)
-            return self._extractor
+    def _current_estimator(self) -> Estimator:
+        with self._estimator_lock:
+            if self._estimator is None:
+                self._estimator = self._build_estimator()
+            return self._estimator
+
+    def _build_estimator(self) -> Estimator:
+        start = time.perf_counter()
+        units = self._param("mesh_units")
+        objects = [load_object(resolve_object(entry, units)) for entry in self._param("objects")]
+        backend = self._param("backend")
+        features = {"max_keypoints": self._param("max_keypoints")}
+        if backend == "ockd":
+            features |= {"r_thr": float(self._param("r_thr")), "device": self._param("device")}
+            features["checkpoint"] = self._param("checkpoint") or None
+        conf = EstimatorConfig(
+            backend=backend,
+            features=features,
+            templates=TemplateConfig(views=self._param("templates_per_object")),
+            pnp=PnPConfig(min_inliers=self._param("min_inliers")),
+        )
+        self.get_logger().info(
+            f"loading {backend} template banks of {len(objects)} objects (built once, then cached)"
+        )
+        estimator = Estimator(conf, objects)
+        self._colors = {name: object_color(i) for i, name in enumerate(estimator.objects)}
+        self.get_logger().info(
+            f"ready in {time.perf_counter() - start:.1f} s: {', '.join(estimator.objects)}"
+            + (f" (built: {', '.join(estimator.built)})" if estimator.built else "")
+        )
+        return estimator
+
+    # --- input --------------------------------------------------------------------------------
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_infos[msg.header.frame_id] = msg
 
     def _run(self) -> None:
+        try:
+            self._current_estimator()  # template banks before the first frame, not during it
+        except Exception as error:  # retried on the next frame; the node stays up
+            self.get_logger().error(f"cannot build the estimator: {error}")
         while (msg := self._slot.take()) is not None:
             try:
                 self._process(msg)
-            except ImageDecodeError as error:
+            except (FrameSkipError, ImageDecodeError, ValueError) as error:
                 self._warn_throttled(f"skipping frame: {error}")
             except Exception as error:  # the node must outlive any single bad frame
                 self._warn_throttled(f"frame failed: {type(error).__name__}: {error}")
@@ -125,20 +185,112 @@ class PoseNode(Node):
             self._last_warning[message] = now
             self.get_logger().warning(message)
 
+    def _intrinsics_for(self, header: Header, size: tuple[int, int]) -> CameraIntrinsics:
+        info = self._camera_infos.get(header.frame_id)
+        if info is None:
+            known = sorted(self._camera_infos) or "none yet"
+            raise FrameSkipError(
+                f"no CameraInfo with frame_id {header.frame_id!r} on "
+                f"{self.resolve_topic_name('camera_info')} (received: {known})"
+            )
+        intrinsics = camera_info_to_intrinsics(info, rectified=self._param("rectified"))
+        if intrinsics.size == size:
+            return intrinsics
+        # A camera may publish binned or resized images with the full-resolution CameraInfo.
+        if abs(size[0] * intrinsics.size[1] - size[1] * intrinsics.size[0]) > max(size):
+            raise FrameSkipError(
+                f"image is {size[0]}×{size[1]} but CameraInfo describes "
+                f"{intrinsics.size[0]}×{intrinsics.size[1]} (different aspect ratio)"
+            )
+        return intrinsics.scaled(size)
+
+    # --- processing ---------------------------------------------------------------------------
+
     def _process(self, msg) -> None:
         start = time.perf_counter()
         if isinstance(msg, CompressedImage):
             rgb = compressed_message_to_rgb(msg)
         else:
             rgb = image_message_to_rgb(msg)
-        features = self._current_extractor().extract(rgb)
-        if self._param("publish_debug_image") or self._debug_pub.get_subscription_count() > 0:
-            self._debug_pub.publish(rgb_to_image_msg(draw_keypoints(rgb, features), msg.header))
+        intrinsics = self._intrinsics_for(msg.header, (rgb.shape[1], rgb.shape[0]))
+        rgb, intrinsics = self._resize_for_inference(rgb, intrinsics)
+        estimator = self._current_estimator()
+        poses = estimator.estimate(rgb, intrinsics.K, intrinsics.D if intrinsics.D.size else None)
+        self._publish(msg.header, poses, rgb, intrinsics, estimator)
+        elapsed = time.perf_counter() - start
+        self._durations.append(elapsed)
+        self._last_done = time.monotonic()
         self.frames_processed += 1
+        self._found_last = len(poses)
         self.get_logger().debug(
-            f"{len(features)} keypoints in {1000 * (time.perf_counter() - start):.0f} ms, "
+            f"{len(poses)} of {len(estimator.objects)} objects in {1000 * elapsed:.0f} ms "
+            f"(extraction {1000 * estimator.last_timing.extract:.0f} ms), "
             f"{self._slot.dropped} frames dropped so far"
         )
+
+    def _resize_for_inference(self, rgb, intrinsics: CameraIntrinsics):
+        width = self._param("inference_width")
+        if not width or rgb.shape[1] <= width:
+            return rgb, intrinsics
+        height = round(rgb.shape[0] * width / rgb.shape[1])
+        resized = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+        return resized, intrinsics.scaled((width, height))
+
+    def _publish(self, header, poses: list[ObjectPose], rgb, intrinsics, estimator) -> None:
+        for pose in poses:
+            self._pose_publisher(pose.name).publish(pose_stamped(pose, header))
+        found = {pose.name for pose in poses}
+        self._markers_pub.publish(
+            object_markers(
+                poses, header, intrinsics.K, estimator.objects, self._colors, self._shown - found
+            )
+        )
+        self._shown = found
+        if self._param("publish_debug_image") or self._debug_pub.get_subscription_count() > 0:
+            overlay = self._overlay(rgb, poses, intrinsics.K, estimator)
+            self._debug_pub.publish(rgb_to_image_msg(overlay, header))
+
+    def _overlay(self, rgb, poses: list[ObjectPose], K, estimator: Estimator):
+        canvas = rgb.copy()
+        for pose in poses:
+            bounds = estimator.objects[pose.name].mesh.bounds
+            label = f"{pose.name} {pose.score:.2f} ({pose.inliers})"
+            draw_pose(
+                canvas, K, pose.matrix, bounds, self._colors[pose.name], label, pose.keypoints
+            )
+        timing = estimator.last_timing
+        return caption(canvas, f"{len(poses)} found, {1000 * timing.total:.0f} ms")
+
+    def _pose_publisher(self, name: str):
+        if name not in self._pose_publishers:
+            self._pose_publishers[name] = self.create_publisher(
+                PoseStamped, f"object_poses/{name}", 10
+            )
+        return self._pose_publishers[name]
+
+    def _publish_diagnostics(self) -> None:
+        idle = time.monotonic() - self._last_done
+        ok = self.frames_processed > 0 and idle < STALE_AFTER
+        level = DiagnosticStatus.OK if ok else DiagnosticStatus.WARN
+        message = "processing" if ok else f"no frame processed for {idle:.0f} s"
+        mean = sum(self._durations) / len(self._durations) if self._durations else 0.0
+        header = Header(stamp=self.get_clock().now().to_msg())
+        values = {
+            "frames_processed": self.frames_processed,
+            "frames_dropped": self._slot.dropped,
+            "mean_processing_ms": f"{1000 * mean:.1f}",
+            "objects_found_last_frame": self._found_last,
+            "camera_info_frames": ",".join(sorted(self._camera_infos)),
+        }
+        self._diagnostics_pub.publish(
+            diagnostics(header, f"{self.get_name()}: pose estimation", level, message, values)
+        )
+
+    def destroy_node(self) -> None:
+        self._slot.close()
+        if self._worker is not None:
+            self._worker.join(timeout=5.0)
+        super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ockd_ros.features import BACKENDS
+from ockd_ros.geometry import UNIT_SCALE
+from ockd_ros.meshes import HOPE_OBJECTS, MESH_SUFFIXES
 
 QOS_CHOICES = ("sensor_data", "reliable")
 
@@ -22,6 +24,7 @@ class NodeParameter:
     default: Any
     description: str
     check: Callable[[Any], str | None]  # returns the reason a value is invalid, or None
+    rebuilds: bool = True  # a change rebuilds the estimator (template banks come from the cache)
 
 
 def _one_of(choices) -> Callable[[Any], str | None]:
@@ -34,6 +37,10 @@ def _positive(value) -> str | None:
 
 def _non_negative(value) -> str | None:
     return None if value >= 0 else "must be ≥ 0"
+
+
+def _at_least(minimum) -> Callable[[Any], str | None]:
+    return lambda value: None if value >= minimum else f"must be ≥ {minimum}"
 
 
 def _device(value: str) -> str | None:
@@ -50,11 +57,30 @@ def _checkpoint(value: str) -> str | None:
     return None if not value or Path(value).is_file() else f"no such file: {value}"
 
 
+def _objects(value: list[str]) -> str | None:
+    if not value:
+        return "must name at least one object"
+    for entry in value:
+        is_mesh = Path(entry).suffix.lower() in MESH_SUFFIXES
+        if is_mesh and not Path(entry).is_file():
+            return f"mesh file not found: {entry}"
+        if not is_mesh and entry not in HOPE_OBJECTS:
+            return f"{entry!r} is neither a mesh file nor a default object {list(HOPE_OBJECTS)}"
+    if len(set(value)) != len(value):
+        return "lists an object twice"
+    return None
+
+
 def _anything(_value) -> str | None:
     return None
 
 
 PARAMETERS = (
+    NodeParameter(
+        "objects", list(HOPE_OBJECTS), "objects to find: default object names or mesh file "
+        "paths (.ply/.obj, in mesh_units)", _objects,
+    ),
+    NodeParameter("mesh_units", "mm", "units of mesh files given by path", _one_of(UNIT_SCALE)),
     NodeParameter(
         "backend", "ockd", "feature backend: ockd (the network) or sift", _one_of(BACKENDS)
     ),
@@ -62,27 +88,31 @@ PARAMETERS = (
         "checkpoint", "", "network checkpoint file; empty for the shipped default", _checkpoint
     ),
     NodeParameter("device", "auto", "torch device: auto, cpu, cuda, cuda:N", _device),
+    NodeParameter("templates_per_object", 96, "template views rendered per object", _positive),
     NodeParameter("r_thr", 1.5, "keypoint reliability threshold (ockd)", _non_negative),
     NodeParameter("max_keypoints", 1024, "keypoints kept per image, strongest first", _positive),
+    NodeParameter("min_inliers", 12, "PnP inliers needed to report a pose", _at_least(4)),
     NodeParameter(
-        "qos",
-        "sensor_data",
-        "QoS of the camera subscriptions: sensor_data (best effort) or reliable",
-        _one_of(QOS_CHOICES),
+        "inference_width", 0, "resize wider images to this width before inference (intrinsics "
+        "follow); 0 keeps the camera resolution", _non_negative,
     ),
     NodeParameter(
-        "compressed",
-        False,
-        "subscribe to sensor_msgs/CompressedImage on '<image>/compressed'",
-        _anything,
+        "rectified", False, "images are rectified: use CameraInfo P and no distortion (else K "
+        "and D)", _anything, rebuilds=False,
     ),
     NodeParameter(
-        "publish_debug_image",
-        False,
-        "always publish the debug overlay (otherwise only while someone subscribes)",
-        _anything,
+        "qos", "sensor_data", "QoS of the camera subscriptions: sensor_data (best effort) or "
+        "reliable; read at start", _one_of(QOS_CHOICES), rebuilds=False,
     ),
-)
+    NodeParameter(
+        "compressed", False, "subscribe to sensor_msgs/CompressedImage on '<image>/compressed'; "
+        "read at start", _anything, rebuilds=False,
+    ),
+    NodeParameter(
+        "publish_debug_image", False, "always publish the debug overlay (otherwise only while "
+        "someone subscribes)", _anything, rebuilds=False,
+    ),
+)  # fmt: skip
 PARAMETERS_BY_NAME = {parameter.name: parameter for parameter in PARAMETERS}
 
 
