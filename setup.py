@@ -27,6 +27,9 @@ setup(
         "console_scripts": [
             "pose_node = ockd_ros.ros.node:main",
             "ockd-demo = ockd_ros.demo:cli",
+            "ockd-gen = ockd_ros.training.scenes:main",
+            "ockd-preview = ockd_ros.training.preview:main",
+            "ockd-train = ockd_ros.training.train:cli",
         ],
     },
 )

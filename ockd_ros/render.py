@@ -96,6 +96,8 @@ class Renderer:
         self.platform = select_gl_platform(self.conf.platform)
         import pyrender  # after the platform is chosen
 
+        if self.platform == "osmesa":
+            _stable_osmesa_context_handle()
         self._pyrender = pyrender
         self._scene = pyrender.Scene(bg_color=np.zeros(4), ambient_light=np.zeros(3))
         self._camera_node = self._scene.add(
@@ -189,7 +191,10 @@ class Renderer:
         self._scene.ambient_light = np.asarray(lighting.ambient, dtype=np.float64)
         self._light_nodes = [
             self._scene.add(
-                self._pyrender.DirectionalLight(color=light.color, intensity=light.intensity),
+                # pyrender reads integer colours as 0–255: always pass floats in [0, 1].
+                self._pyrender.DirectionalLight(
+                    color=np.asarray(light.color, dtype=np.float64), intensity=light.intensity
+                ),
                 pose=_light_pose(light.direction),
             )
             for light in lighting.lights
@@ -202,6 +207,20 @@ class Renderer:
             self._scene, self._pyrender.RenderFlags.SEG, seg_node_map=seg_colors
         )
         return seg[..., 0].astype(np.int32) + 256 * seg[..., 1].astype(np.int32)
+
+
+def _stable_osmesa_context_handle() -> None:
+    """Stop a leak of ~12 MB per render under OSMesa (and a shader recompile per render).
+
+    PyOpenGL and pyrender key per-context caches by the current-context handle, which OSMesa
+    hands out as a new pointer object on every call, so no cache entry is ever found again.
+    Returning the handle as a plain address makes the keys stable. Idempotent.
+    """
+    import ctypes
+
+    from OpenGL import platform
+
+    platform.PLATFORM.GetCurrentContext.restype = ctypes.c_void_p
 
 
 def _light_pose(direction_cam: Sequence[float]) -> np.ndarray:
