@@ -2,8 +2,9 @@
 # The CPU recipe behind the shipped checkpoint, from nothing to evaluated weights on 2 cores:
 #   1. ~25 min: 600 PPDR scenes × 10 frames at 320×240 (HOPE + LM-O meshes + distractors),
 #      two generator shards in parallel;
-#   2. ~80 min: training/configs/cpu.yaml (3600 steps, batch 4);
-#   3. ~5 min: bench/matching.py, ockd against SIFT on held-out synthetic and real LM-O pairs.
+#   2. ~50 min: training/configs/cpu.yaml (2000 steps, batch 4);
+#   3. ~5 min: bench/matching.py, ockd against SIFT on held-out synthetic and real LM-O pairs,
+#      then the fp16 export with its record (copy RUN/ockd_default.* to ockd_ros/weights/ to ship).
 # Every step resumes: re-running skips finished scenes and continues training from RUN/last.pt.
 #
 #   training/recipe_cpu.sh [DATA_DIR] [RUN_DIR]      (from the repository root, venv active)
@@ -26,3 +27,5 @@ RESUME=()
 
 "$PY" bench/matching.py --data "$DATA" --bop ../shared/data/lmo --checkpoint "$RUN/final.pt" \
     --out "$RUN/matching.md"
+"$PY" -m ockd_ros.training.export "$RUN/final.pt" --metrics "$RUN/matching.md" \
+    --recipe training/recipe_cpu.sh --out "$RUN/ockd_default.pt"

@@ -87,6 +87,9 @@ def main(conf: TrainConfig, data_dir: Path, out_dir: Path, resume: bool = False)
     model = (load_checkpoint(conf.init) if conf.init else OCKDNet(conf.network)).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=conf.lr, weight_decay=conf.weight_decay)
     step = _resume(out_dir / "last.pt", model, optimiser, conf) if resume else 0
+    if rank == 0:
+        for name in ("log.csv", "validation.csv"):  # rows logged after the checkpoint are redone
+            _CsvLog(out_dir / name).drop_after(step)
     trained = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
 
     loader = _loader(train_set, conf, distributed, step)
@@ -237,6 +240,17 @@ class _CsvLog:
 
     def __init__(self, path: Path):
         self.path = path
+
+    def drop_after(self, step: int) -> None:
+        if not self.path.exists():
+            return
+        with self.path.open() as stream:
+            reader = csv.DictReader(stream)
+            fields, rows = reader.fieldnames, [r for r in reader if int(r["step"]) <= step]
+        with self.path.open("w", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
 
     def write(self, row: dict[str, Any]) -> None:
         new = not self.path.exists()

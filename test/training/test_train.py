@@ -94,3 +94,15 @@ def test_non_finite_losses_stop_the_run_without_writing_checkpoints(data_dir, tm
     with pytest.raises(TrainingError, match="non-finite loss"):
         main(_conf(init=str(init)), data_dir, tmp_path / "run")
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_resume_after_a_cut_redoes_the_steps_logged_after_the_checkpoint(data_dir, tmp_path):
+    run = tmp_path / "run"
+    main(_conf(steps=4, checkpoint_every=100, validate_every=100), data_dir, run)
+    keep = (run / "last.pt").read_bytes()  # saved at step 4
+    main(_conf(steps=6, checkpoint_every=100, validate_every=100), data_dir, run, resume=True)
+    (run / "last.pt").write_bytes(keep)  # as if the run had been cut after logging step 6
+    main(_conf(steps=6, checkpoint_every=100, validate_every=100), data_dir, run, resume=True)
+    with (run / "log.csv").open() as stream:
+        steps = [int(row["step"]) for row in csv.DictReader(stream)]
+    assert steps == list(range(1, 7))

@@ -1,0 +1,69 @@
+"""Ship a trained checkpoint: copy it (fp16) into the package and write its record beside it.
+
+    python -m ockd_ros.training.export RUN/final.pt --metrics RUN/matching.md \
+        --recipe training/recipe_cpu.sh [--out ockd_ros/weights/ockd_default.pt]
+
+The record (`<name>.yaml`) holds what reproduces and judges the weights: the training config,
+the exact command, the data generation command and seed, the final validation scores and the
+benchmark table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import yaml
+
+from ockd_ros.features.ockd import DEFAULT_CHECKPOINT
+from ockd_ros.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+
+MAX_SHIPPED_MB = 25
+
+
+def main(checkpoint: Path, out: Path, metrics: Path | None, recipe: Path | None) -> Path:
+    """Write `out` (fp16 weights) and `out.with_suffix('.yaml')`; returns `out`."""
+    provenance = read_checkpoint(checkpoint)["provenance"]
+    run_dir = checkpoint.parent
+    record = {
+        "weights": out.name,
+        "trained_by": provenance.get("command"),
+        "finished": provenance.get("finished"),
+        "steps": provenance.get("steps"),
+        "training_data": provenance.get("data"),
+        "data_generation": _generation_commands(recipe),
+        "final_validation": _last_row(run_dir / "validation.csv"),
+        "benchmark": metrics.read_text() if metrics else None,
+        "config": provenance.get("config"),
+    }
+    save_checkpoint(load_checkpoint(checkpoint), out, provenance=provenance, half=True)
+    size_mb = out.stat().st_size / 2**20
+    if size_mb > MAX_SHIPPED_MB:
+        raise ValueError(f"{out} is {size_mb:.1f} MB; shipped weights must stay ≤ {MAX_SHIPPED_MB}")
+    out.with_suffix(".yaml").write_text(yaml.safe_dump(record, sort_keys=False, width=100))
+    return out
+
+
+def _generation_commands(recipe: Path | None) -> list[str] | None:
+    if recipe is None:
+        return None
+    return [line.strip() for line in recipe.read_text().splitlines() if "scenes" in line]
+
+
+def _last_row(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    with path.open() as stream:
+        rows = list(csv.DictReader(stream))
+    return {key: float(value) for key, value in rows[-1].items()} if rows else None
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--out", type=Path, default=DEFAULT_CHECKPOINT)
+    parser.add_argument("--metrics", type=Path, help="benchmark table to record (Markdown)")
+    parser.add_argument("--recipe", type=Path, help="script whose generation commands to record")
+    args = parser.parse_args()
+    print(main(args.checkpoint, args.out, args.metrics, args.recipe))
