@@ -30,6 +30,8 @@ setup(
             "ockd-gen = ockd_ros.training.scenes:main",
             "ockd-preview = ockd_ros.training.preview:main",
             "ockd-train = ockd_ros.training.train:cli",
+            "ockd-eval = ockd_ros.eval.cli:eval_cli",
+            "ockd-templates = ockd_ros.eval.cli:templates_cli",
         ],
     },
 )

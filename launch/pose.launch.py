@@ -31,6 +31,11 @@ def generate_launch_description():
             "use_sim_time", default_value="false", description="use /clock (bag playback)"
         ),
         DeclareLaunchArgument("rviz", default_value="false", description="also start RViz"),
+        DeclareLaunchArgument(
+            "camera_frame",
+            default_value="camera_color_optical_frame",
+            description="RViz fixed frame: the camera's optical frame (the images' frame_id)",
+        ),
     ]
     node = Node(
         package="ockd_ros",
@@ -53,7 +58,12 @@ def generate_launch_description():
     rviz = Node(
         package="rviz2",
         executable="rviz2",
-        arguments=["-d", os.path.join(share, "config", "ockd.rviz")],
+        arguments=[
+            "-d",
+            os.path.join(share, "config", "ockd.rviz"),
+            "-f",
+            LaunchConfiguration("camera_frame"),
+        ],
         condition=IfCondition(LaunchConfiguration("rviz")),
         output="screen",
     )

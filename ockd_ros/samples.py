@@ -46,16 +46,30 @@ def default_camera(size: tuple[int, int] = (640, 480)) -> np.ndarray:
 
 
 def object_row_poses(objects: list[ObjectMesh], distance: float, seed: int) -> list[np.ndarray]:
-    """Poses placing the objects side by side in front of the camera, randomly turned."""
+    """Poses placing the objects side by side in front of the camera, randomly turned by up to
+    35° from a view of their largest face with their longest side upright."""
     rng = np.random.default_rng(seed)
     widths = np.array([obj.diameter for obj in objects])
     centres = np.cumsum(widths) - widths / 2 - widths.sum() / 2
     poses = []
-    for centre in centres:
-        rotation = Rotation.from_euler("xyz", rng.uniform(-35, 35, 3), degrees=True)
-        tilt = Rotation.from_euler("x", -90, degrees=True)  # HOPE/LM-O models stand along +z
-        poses.append(make_pose((rotation * tilt).as_matrix(), [centre, 0.0, distance]))
+    for obj, centre in zip(objects, centres, strict=True):
+        turn = Rotation.from_euler("xyz", rng.uniform(-35, 35, 3), degrees=True).as_matrix()
+        offset = obj.mesh.bounds.mean(axis=0)  # put the box centre, not the origin, on the row
+        R = turn @ _facing_camera(obj.mesh.extents)
+        poses.append(make_pose(R, np.array([centre, 0.0, distance]) - R @ offset))
     return poses
+
+
+def _facing_camera(extents: np.ndarray) -> np.ndarray:
+    """R_cam_obj turning the shortest object axis towards the camera and the longest upwards."""
+    shortest, middle, longest = np.argsort(extents)
+    R = np.zeros((3, 3))
+    R[:, longest] = (0.0, -1.0, 0.0)  # −y is up in the optical frame
+    R[:, shortest] = (0.0, 0.0, -1.0)  # towards the camera
+    R[:, middle] = (1.0, 0.0, 0.0)
+    if np.linalg.det(R) < 0:
+        R[:, middle] *= -1
+    return R
 
 
 def render_sample_scene(

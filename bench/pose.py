@@ -1,0 +1,175 @@
+"""Pose estimation speed on this machine: `ockd` against the SIFT pipeline, same scene, same run.
+
+Renders eight default objects in a 4×2 grid 0.8 m from the camera at 640×480 over a photo, builds
+their template banks from scratch
+(96 views each by default; build time per object is reported), then times `Estimator.estimate`
+for 1, 4 and 8 objects, split into extraction, per-object selection, matching and PnP (medians
+after a warm-up). A second table times batched matching alone against 12..96 templates of one
+bank, to show how its cost grows with the number of templates.
+
+    python bench/pose.py [--size 640 480] [--views 96] [--repeats 5] [--device cpu]
+                         [--ockd-r-thr 0.0] [--threads 1]
+
+Without trained weights the `ockd` network finds no keypoint above the default reliability
+threshold; `--ockd-r-thr 0` keeps its `max_keypoints` strongest responses instead, which gives
+the keypoint load (not the accuracy) of a trained network. `--threads` sets torch's thread count:
+when another process keeps a core busy, two OpenMP threads wait on each other and one is faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from ockd_ros.meshes import load_object
+from ockd_ros.pose import Estimator, EstimatorConfig, TemplateConfig
+from ockd_ros.pose.matching import BankDescriptors, mutual_nn, select_object
+from ockd_ros.render import Renderer
+from ockd_ros.samples import default_camera, object_row_poses, photo_background
+
+OBJECTS = (
+    "macaroni_and_cheese",
+    "orange_juice",
+    "milk",
+    "butter",
+    "ketchup",
+    "cream_cheese",
+    "tomato_sauce",
+    "bbq_sauce",
+)
+OBJECT_COUNTS = (1, 4, 8)
+TEMPLATE_COUNTS = (12, 24, 48, 96)
+STEPS = ("extract", "select", "match", "pnp", "total")
+
+
+def grid_scene(renderer: Renderer, objects, size: tuple[int, int]):
+    """RGB (objects over a photo) and K of the objects in a 4×2 grid, randomly turned."""
+    K = default_camera(size)
+    poses = object_row_poses(objects, 0.8, seed=0)
+    for index, pose in enumerate(poses):
+        pose[:2, 3] = [(index % 4 - 1.5) * 0.17, (index // 4 - 0.5) * 0.2]
+    view = renderer.render(objects, poses, K, size)
+    return np.where(view.labels[..., None] > 0, view.rgb, photo_background(size)), K
+
+
+def time_estimates(estimator: Estimator, rgb, K, names, repeats: int) -> dict[str, float]:
+    """Median seconds per step of `estimate` for `names`, and the number of objects found."""
+    estimator.estimate(rgb, K, objects=names)  # warm-up: allocation and kernel selection
+    runs, found = [], 0
+    for _ in range(repeats):
+        found = len(estimator.estimate(rgb, K, objects=names))
+        runs.append(estimator.last_timing)
+    medians = {step: float(np.median([getattr(t, step) for t in runs])) for step in STEPS}
+    return {**medians, "found": found}
+
+
+def time_matching(
+    estimator: Estimator, rgb, name: str, repeats: int
+) -> list[tuple[int, float, float]]:
+    """Median seconds of matching the frame's keypoints on `name` against the first 12, 24, ...
+    templates of its bank: batched, and in a Python loop over templates for comparison."""
+    features = estimator.extractor.extract(rgb)
+    bank = estimator.banks[name]
+    threshold = getattr(estimator.extractor.conf, "mask_threshold", 0.5)
+    desc = features.desc_intra[select_object(features, bank.inter_mean, threshold)]
+    conf = estimator.conf.matching
+    rows = []
+    for count in (c for c in TEMPLATE_COUNTS if c <= bank.num_templates):
+        subset = bank.subset(range(count))
+        bank_desc = BankDescriptors(subset.descriptors, subset.template_ids, count)
+        singles = [
+            BankDescriptors(one.descriptors, one.template_ids, 1)
+            for one in (subset.subset([t]) for t in range(count))
+        ]
+        batched = median_seconds(lambda p=bank_desc: mutual_nn(desc, p, conf), repeats)
+        looped = median_seconds(lambda s=singles: [mutual_nn(desc, p, conf) for p in s], repeats)
+        rows.append((count, batched, looped))
+    return rows
+
+
+def median_seconds(function, repeats: int) -> float:
+    function()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def build(backend: str, objects, renderer, views: int, features: dict) -> Estimator:
+    with tempfile.TemporaryDirectory() as cache_dir:  # a fresh cache: every bank is built
+        conf = EstimatorConfig(
+            backend=backend,
+            features=features,
+            templates=TemplateConfig(views=views),
+            cache_dir=cache_dir,
+        )
+        return Estimator(conf, objects, renderer=renderer, progress=True)
+
+
+def main(size: tuple[int, int], views: int, repeats: int, device: str, r_thr: float | None):
+    objects = [load_object(name) for name in OBJECTS]
+    ockd_features = {"device": device, **({} if r_thr is None else {"r_thr": r_thr})}
+    with Renderer() as renderer:
+        rgb, K = grid_scene(renderer, objects, size)
+        estimators = {
+            "sift": build("sift", objects, renderer, views, {}),
+            "ockd": build("ockd", objects, renderer, views, ockd_features),
+        }
+    print(
+        f"image {size[0]}×{size[1]}, {views} templates per object, torch threads "
+        f"{torch.get_num_threads()}, ockd r_thr {r_thr if r_thr is not None else 'default'}"
+    )
+    print("\nbank build per object (s): backend  mean  max  (keypoints per bank, mean)")
+    for name, estimator in estimators.items():
+        seconds = [bank.build_seconds for bank in estimator.banks.values()]
+        rows = np.mean([len(bank.template_ids) for bank in estimator.banks.values()])
+        print(f"  {name:<5} {np.mean(seconds):6.1f} {np.max(seconds):6.1f}  ({rows:.0f})")
+    print(
+        f"\n{'backend':<8} {'objects':>7} {'extract':>8} {'select':>7} {'match':>7} {'pnp':>7} "
+        f"{'total ms':>9} {'found':>5} {'× sift':>7}"
+    )
+    baseline = {}
+    for name, estimator in estimators.items():
+        for count in OBJECT_COUNTS:
+            row = time_estimates(estimator, rgb, K, list(OBJECTS[:count]), repeats)
+            baseline.setdefault(count, row["total"])
+            ms = {step: 1000 * row[step] for step in STEPS}
+            print(
+                f"{name:<8} {count:>7} {ms['extract']:>8.0f} {ms['select']:>7.1f} "
+                f"{ms['match']:>7.0f} {ms['pnp']:>7.0f} {ms['total']:>9.0f} {row['found']:>5} "
+                f"{row['total'] / baseline[count]:>7.2f}"
+            )
+    print(f"\nbatched matching against n templates of {OBJECTS[0]} (median ms):")
+    print(
+        f"{'backend':<8} {'templates':>9} {'batched':>8} {'ms / template':>14} {'vs linear':>10} "
+        f"{'loop':>8}"
+    )
+    for name, estimator in estimators.items():
+        rows = time_matching(estimator, rgb, OBJECTS[0], repeats)
+        first_count, first_seconds, _ = rows[0]
+        for count, seconds, looped in rows:
+            linear = first_seconds * count / first_count
+            print(
+                f"{name:<8} {count:>9} {1000 * seconds:>8.1f} {1000 * seconds / count:>14.3f} "
+                f"{seconds / linear:>10.2f} {1000 * looped:>8.1f}"
+            )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, nargs=2, default=(640, 480), metavar=("W", "H"))
+    parser.add_argument("--views", type=int, default=96)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--ockd-r-thr", type=float, help="override the reliability threshold")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    main(tuple(args.size), args.views, args.repeats, args.device, args.ockd_r_thr)

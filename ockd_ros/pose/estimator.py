@@ -1,0 +1,262 @@
+"""6D pose of known objects from one RGB image: features once per frame, then per object a
+selection of its keypoints, batched mutual-NN against all its templates, and PnP + RANSAC.
+
+Pure Python core: no ROS import. The ROS node, the evaluators and the benchmarks call
+`Estimator.estimate` alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ockd_ros.features import create_extractor
+from ockd_ros.features.types import FeatureExtractor, Features, check_image
+from ockd_ros.geometry import check_intrinsics, make_pose
+from ockd_ros.meshes import ObjectMesh
+from ockd_ros.pose.matching import (
+    BankDescriptors,
+    MatchingConfig,
+    TemplateMatches,
+    mutual_nn,
+    select_object,
+)
+from ockd_ros.pose.pnp import PnPConfig, PnPResult, check_distortion, solve_pnp
+from ockd_ros.pose.templates import (
+    TemplateBank,
+    TemplateConfig,
+    default_cache_dir,
+    load_or_build_bank,
+)
+from ockd_ros.render import Renderer
+
+LOG = logging.getLogger(__name__)
+# Outcome of one object in one frame, in `Estimator.last_status`.
+FOUND = "found"
+FEW_KEYPOINTS = "too few keypoints on the object"
+NO_POSE = "no pose with enough inliers"
+
+
+@dataclass(frozen=True)
+class EstimatorConfig:
+    backend: str = "ockd"  # feature backend: 'ockd' or 'sift'
+    features: dict[str, Any] = field(default_factory=dict)  # backend config overrides
+    templates: TemplateConfig = field(default_factory=TemplateConfig)
+    matching: MatchingConfig = field(default_factory=MatchingConfig)
+    pnp: PnPConfig = field(default_factory=PnPConfig)
+    cache_dir: str | None = None  # None: default_cache_dir(); '' disables the cache
+
+    def validate(self) -> None:
+        self.templates.validate()
+        self.matching.validate()
+        self.pnp.validate()
+
+
+@dataclass
+class ObjectPose:
+    """A found object: `T_cam_obj` as R (3×3) and t (3, metres, camera optical frame).
+
+    score: inlier fraction of the template's matches. inliers: PnP inlier count.
+    keypoints: inliers×2 frame pixels of the inlier matches. template: index in the object's bank.
+    symmetric: the object has symmetries, so ADD-S is the metric to judge it by.
+    """
+
+    name: str
+    R: np.ndarray
+    t: np.ndarray
+    score: float
+    inliers: int
+    keypoints: np.ndarray
+    template: int
+    symmetric: bool
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The pose as a 4×4 `T_cam_obj`."""
+        return make_pose(self.R, self.t)
+
+
+@dataclass
+class EstimateTiming:
+    """Seconds spent in each step of one `estimate` call (per-object steps summed)."""
+
+    extract: float = 0.0
+    select: float = 0.0
+    match: float = 0.0
+    pnp: float = 0.0
+    total: float = 0.0
+
+
+class Estimator:
+    """Finds `objects` in RGB images by matching against their template banks.
+
+    Banks come from the cache or are built on first use (rendering needs a GL context: one is
+    opened only when a bank is missing, or `renderer` is used when given). `extractor` replaces
+    the backend `conf.backend` would create; its name must match `conf.backend`.
+    """
+
+    def __init__(
+        self,
+        conf: EstimatorConfig,
+        objects: Sequence[ObjectMesh],
+        extractor: FeatureExtractor | None = None,
+        renderer: Renderer | None = None,
+        progress: bool = False,
+    ):
+        conf.validate()
+        names = [obj.name for obj in objects]
+        if len(set(names)) != len(names):
+            raise ValueError(f"object names must be unique, got {names}")
+        if extractor is not None and extractor.name != conf.backend:
+            raise ValueError(
+                f"extractor {extractor.name!r} given but conf.backend={conf.backend!r}"
+            )
+        self.conf = conf
+        self.extractor = extractor or create_extractor(conf.backend, conf.features)
+        self.objects = {obj.name: obj for obj in objects}
+        self.banks, self.built = self._load_banks(renderer, progress)
+        self._bank_desc = {
+            name: BankDescriptors(bank.descriptors, bank.template_ids, bank.num_templates)
+            for name, bank in self.banks.items()
+        }
+        self.last_timing = EstimateTiming()
+        self.last_status: dict[str, str] = {}
+
+    def estimate(
+        self,
+        rgb: np.ndarray,
+        K: np.ndarray,
+        D: np.ndarray | None = None,
+        objects: Sequence[str] | None = None,
+    ) -> list[ObjectPose]:
+        """Poses of the `objects` (names; None: all) found in an H×W×3 uint8 RGB image.
+
+        K: 3×3 intrinsics of the image; D: OpenCV distortion coefficients or None. Objects not
+        found are left out; `last_status` gives each object's outcome (FOUND, FEW_KEYPOINTS,
+        NO_POSE), `last_timing` where the time went.
+        Raises `ValueError` for a malformed image, K or D, or an unknown object name.
+        """
+        start = time.perf_counter()
+        check_image(rgb)
+        K = check_intrinsics(K)
+        D = check_distortion(D)
+        names = list(self.objects) if objects is None else list(objects)
+        unknown = sorted(set(names) - set(self.objects))
+        if unknown:
+            raise ValueError(
+                f"unknown objects {unknown}; this estimator knows {list(self.objects)}"
+            )
+        timing = EstimateTiming()
+        features = self.extractor.extract(rgb)
+        timing.extract = time.perf_counter() - start
+        self.last_status = {}
+        found = []
+        for name in names:
+            pose = self._estimate_object(name, features, K, D, timing)
+            if pose is not None:
+                found.append(pose)
+        timing.total = time.perf_counter() - start
+        self.last_timing = timing
+        return found
+
+    def _estimate_object(
+        self, name: str, features: Features, K: np.ndarray, D, timing: EstimateTiming
+    ) -> ObjectPose | None:
+        bank = self.banks[name]
+        step = time.perf_counter()
+        selected = select_object(features, bank.inter_mean, self._mask_threshold())
+        now = time.perf_counter()
+        timing.select += now - step
+        step = now
+        if len(selected) < self.conf.pnp.min_inliers:
+            self.last_status[name] = FEW_KEYPOINTS
+            return None
+        matches = mutual_nn(
+            features.desc_intra[selected], self._bank_desc[name], self.conf.matching
+        )
+        templates = matches.best_templates(self.conf.matching.top_templates, bank.num_templates)
+        now = time.perf_counter()
+        timing.match += now - step
+        step = now
+        best = self._best_pnp(bank, features.keypoints[selected], matches, templates, K, D)
+        timing.pnp += time.perf_counter() - step
+        if best is None:
+            self.last_status[name] = NO_POSE
+            return None
+        result, template, count = best
+        self.last_status[name] = FOUND
+        frame_points = features.keypoints[selected][matches.of_template(template).frame_index]
+        return ObjectPose(
+            name=name,
+            R=result.R,
+            t=result.t,
+            score=len(result.inliers) / count,
+            inliers=len(result.inliers),
+            keypoints=frame_points[result.inliers],
+            template=template,
+            symmetric=self.objects[name].symmetric,
+        )
+
+    def _best_pnp(
+        self,
+        bank: TemplateBank,
+        keypoints: np.ndarray,
+        matches: TemplateMatches,
+        templates: list[int],
+        K: np.ndarray,
+        D,
+    ) -> tuple[PnPResult, int, int] | None:
+        """The PnP result with most inliers over the candidate templates, its template and the
+        template's match count; None if no template gives a pose."""
+        best = None
+        for template in templates:
+            own = matches.of_template(template)
+            result = solve_pnp(
+                bank.points[own.bank_index], keypoints[own.frame_index], K, D, self.conf.pnp
+            )
+            if result is not None and (best is None or len(result.inliers) > len(best[0].inliers)):
+                best = (result, template, len(own))
+        return best
+
+    def _mask_threshold(self) -> float:
+        # The ockd backend defines how close an inter-object descriptor must be to count.
+        return float(getattr(self.extractor.conf, "mask_threshold", 0.5))
+
+    def _load_banks(
+        self, renderer: Renderer | None, progress: bool
+    ) -> tuple[dict[str, TemplateBank], list[str]]:
+        own_renderer: list[Renderer] = []
+
+        def renderer_factory() -> Renderer:
+            if renderer is not None:
+                return renderer
+            if not own_renderer:
+                own_renderer.append(Renderer())
+            return own_renderer[0]
+
+        cache_dir = _cache_dir(self.conf.cache_dir)
+        banks, built = {}, []
+        try:
+            for name, obj in self.objects.items():
+                banks[name], was_built = load_or_build_bank(
+                    obj, self.extractor, self.conf.templates, cache_dir, renderer_factory, progress
+                )
+                if was_built:
+                    built.append(name)
+                    LOG.info("built %s templates of %s", self.extractor.name, name)
+        finally:
+            for own in own_renderer:
+                own.close()
+        return banks, built
+
+
+def _cache_dir(setting: str | None) -> Path | None:
+    if setting is None:
+        return default_cache_dir()
+    return Path(setting) if setting else None

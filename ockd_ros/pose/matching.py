@@ -1,0 +1,180 @@
+"""Object selection and mutual-nearest-neighbour matching against all templates of a bank at once.
+
+A bank keeps the descriptors of all its templates concatenated (M×D) with the template id of each
+row, so matching a frame against every template is one matrix product, a reduction per bank row
+and a scatter-max per template instead of a Python loop over templates; no padding is wasted on
+templates with few keypoints. Mutual means mutual within one template: a frame keypoint may match
+one keypoint in each of several templates, as neighbouring views share points.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ockd_ros.features.ockd import object_mask
+from ockd_ros.features.types import Features
+
+
+@dataclass(frozen=True)
+class MatchingConfig:
+    min_similarity: float = 0.0  # cosine below which a mutual pair is no match
+    # Lowe's ratio on the template side: a template keypoint's nearest frame descriptor must be
+    # this much closer (Euclidean) than its second nearest; 1.0 disables the test.
+    max_ratio: float = 0.8
+    top_templates: int = 3  # templates with the most matches that go on to PnP
+    # Similarities held at once (float32: 4 MB): small enough to stay in cache.
+    max_entries: int = 1 << 20
+
+    def validate(self) -> None:
+        if not -1.0 <= self.min_similarity <= 1.0:
+            raise ValueError(f"min_similarity must be in [-1, 1], got {self.min_similarity}")
+        if not 0.0 < self.max_ratio <= 1.0:
+            raise ValueError(f"max_ratio must be in (0, 1], got {self.max_ratio}")
+        if self.top_templates < 1 or self.max_entries < 1:
+            raise ValueError("top_templates and max_entries must be ≥ 1")
+
+
+def select_object(
+    features: Features, inter_mean: np.ndarray | None, threshold: float
+) -> np.ndarray:
+    """Indices of the frame keypoints on one object: inter-object cosine to the object's mean
+    descriptor ≥ `threshold`. Backends without inter descriptors (SIFT) keep every keypoint."""
+    if features.desc_inter is None or inter_mean is None:
+        return np.arange(len(features))
+    return np.flatnonzero(object_mask(features.desc_inter, inter_mean, threshold))
+
+
+class BankDescriptors:
+    """A bank's M×D unit descriptors as a torch tensor, with each row's template.
+
+    template_ids: M ascending template indices of the rows; V = `num_templates`.
+    """
+
+    def __init__(self, descriptors: np.ndarray, template_ids: np.ndarray, num_templates: int):
+        template_ids = np.asarray(template_ids, dtype=np.int64)
+        if len(template_ids) != len(descriptors):
+            raise ValueError(f"{len(descriptors)} descriptors but {len(template_ids)} template ids")
+        if len(template_ids) and np.any(np.diff(template_ids) < 0):
+            raise ValueError("template_ids must be ascending")
+        counts = np.bincount(template_ids, minlength=num_templates)
+        if len(counts) > num_templates:
+            raise ValueError(f"template ids exceed num_templates={num_templates}")
+        self.desc = torch.from_numpy(np.ascontiguousarray(descriptors, dtype=np.float32))
+        self.template_ids = torch.from_numpy(template_ids)
+        self.offsets = np.concatenate([[0], np.cumsum(counts)])  # V+1: rows of template v
+        self.num_templates = num_templates
+
+    @property
+    def dim(self) -> int:
+        return self.desc.shape[1]
+
+    def chunks(self, max_rows: int) -> list[tuple[int, int]]:
+        """Row ranges of whole templates, each at most `max_rows` rows unless one template is
+        longer: a template never straddles two chunks, so its maximum is found in one."""
+        bounds = [0]
+        for start, stop in itertools.pairwise(self.offsets):
+            if stop - bounds[-1] > max_rows and start > bounds[-1]:
+                bounds.append(int(start))
+        if self.offsets[-1] > bounds[-1]:
+            bounds.append(int(self.offsets[-1]))
+        return list(itertools.pairwise(bounds))
+
+
+@dataclass
+class TemplateMatches:
+    """Mutual nearest neighbours between a frame and every template of a bank.
+
+    frame_index: K int64 rows of the frame features. bank_index: K int64 rows of the bank.
+    template: K int64, the template of each match. similarity: K float32 cosines.
+    """
+
+    frame_index: np.ndarray
+    bank_index: np.ndarray
+    template: np.ndarray
+    similarity: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.frame_index)
+
+    def counts(self, num_templates: int) -> np.ndarray:
+        """V int64: matches per template."""
+        return np.bincount(self.template, minlength=num_templates)
+
+    def best_templates(self, count: int, num_templates: int) -> list[int]:
+        """Up to `count` templates with the most matches (ties: lower index), none without any."""
+        counts = self.counts(num_templates)
+        order = np.argsort(-counts, kind="stable")[:count]
+        return [int(t) for t in order if counts[t] > 0]
+
+    def of_template(self, template: int) -> TemplateMatches:
+        keep = self.template == template
+        return TemplateMatches(
+            self.frame_index[keep],
+            self.bank_index[keep],
+            self.template[keep],
+            self.similarity[keep],
+        )
+
+
+def mutual_nn(
+    frame_desc: np.ndarray, bank: BankDescriptors, conf: MatchingConfig | None = None
+) -> TemplateMatches:
+    """Mutual nearest neighbours (by cosine) of N×D unit frame descriptors in every template.
+
+    Bank row m of template v and frame keypoint n match when n is m's most similar frame
+    keypoint, m is n's most similar row among v's rows, the cosine is ≥ `min_similarity` and,
+    with `max_ratio` < 1, m's nearest frame descriptor is clearly nearer than its second.
+    Templates are processed in chunks holding at most `max_entries` similarities.
+    """
+    conf = conf or MatchingConfig()
+    conf.validate()
+    frame_desc = np.asarray(frame_desc, dtype=np.float32)
+    if frame_desc.ndim != 2 or frame_desc.shape[1] != bank.dim:
+        raise ValueError(
+            f"frame descriptors {frame_desc.shape} do not fit bank dimension {bank.dim}"
+        )
+    n = len(frame_desc)
+    chunks = bank.chunks(max(1, conf.max_entries // max(n, 1)))
+    if n == 0 or not chunks:
+        return _no_matches()
+    frame = torch.from_numpy(np.ascontiguousarray(frame_desc))
+    with torch.inference_mode():
+        found = [_mutual_chunk(frame, bank, start, stop, conf) for start, stop in chunks]
+    frame_index, rows, template, similarity = (
+        torch.cat(parts).numpy() for parts in zip(*found, strict=True)
+    )
+    return TemplateMatches(frame_index, rows, template, similarity)
+
+
+def _mutual_chunk(
+    frame: torch.Tensor, bank: BankDescriptors, start: int, stop: int, conf: MatchingConfig
+) -> tuple[torch.Tensor, ...]:
+    """Matches of bank rows start..stop-1 (whole templates): frame indices, bank rows,
+    templates, cosines."""
+    templates = bank.template_ids[start:stop]
+    similarity = bank.desc[start:stop] @ frame.t()  # m×N
+    if conf.max_ratio < 1.0 and similarity.shape[1] > 1:
+        top2 = similarity.topk(2, dim=1)  # each bank row's two most similar frame keypoints
+        best_sim, best_frame = top2.values[:, 0], top2.indices[:, 0]
+        distance = torch.sqrt(torch.clamp(2.0 - 2.0 * top2.values, min=0.0))
+        distinct = distance[:, 0] < conf.max_ratio * distance[:, 1]
+    else:
+        best_sim, best_frame = similarity.max(dim=1)
+        distinct = torch.ones_like(best_sim, dtype=torch.bool)
+    # Per template and frame keypoint, the best similarity over the template's rows.
+    local = templates - templates[0]
+    template_best = torch.full((int(local[-1]) + 1, similarity.shape[1]), -torch.inf)
+    template_best.scatter_reduce_(0, local[:, None].expand_as(similarity), similarity, "amax")
+    mutual = best_sim >= template_best[local, best_frame]
+    keep = mutual & distinct & (best_sim >= conf.min_similarity)
+    rows = torch.arange(start, stop)
+    return best_frame[keep], rows[keep], templates[keep], best_sim[keep]
+
+
+def _no_matches() -> TemplateMatches:
+    empty = np.zeros(0, np.int64)
+    return TemplateMatches(empty, empty.copy(), empty.copy(), np.zeros(0, np.float32))

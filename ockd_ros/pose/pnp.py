@@ -1,0 +1,114 @@
+"""Pose from 2D-3D correspondences: OpenCV PnP + RANSAC, then Levenberg-Marquardt on the inliers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+PNP_METHODS = {"sqpnp": cv2.SOLVEPNP_SQPNP, "epnp": cv2.SOLVEPNP_EPNP}
+DISTORTION_SIZES = (4, 5, 8, 12, 14)  # the coefficient counts OpenCV accepts
+
+
+@dataclass(frozen=True)
+class PnPConfig:
+    method: str = "sqpnp"  # minimal solver inside RANSAC: 'sqpnp' or 'epnp'
+    reprojection_error: float = 4.0  # pixels: inlier threshold
+    iterations: int = 1000
+    confidence: float = 0.999
+    min_inliers: int = 12  # fewer: no pose
+    refine: bool = True  # Levenberg-Marquardt on the inliers after RANSAC
+
+    def validate(self) -> None:
+        if self.method not in PNP_METHODS:
+            raise ValueError(f"unknown PnP method {self.method!r}; choose from {list(PNP_METHODS)}")
+        if self.reprojection_error <= 0 or self.iterations < 1:
+            raise ValueError("reprojection_error must be > 0 and iterations ≥ 1")
+        if not 0.0 < self.confidence < 1.0:
+            raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
+        if self.min_inliers < 4:
+            raise ValueError(
+                f"min_inliers must be ≥ 4 (PnP needs 4 points), got {self.min_inliers}"
+            )
+
+
+@dataclass
+class PnPResult:
+    """A pose `T_cam_obj` as R (3×3) and t (3, metres), and the inlier correspondence indices."""
+
+    R: np.ndarray
+    t: np.ndarray
+    inliers: np.ndarray
+
+
+def check_distortion(D: np.ndarray | None) -> np.ndarray | None:
+    """`D` as a flat float64 array of 4, 5, 8, 12 or 14 finite coefficients, or None."""
+    if D is None:
+        return None
+    D = np.asarray(D, dtype=np.float64).reshape(-1)
+    if D.size not in DISTORTION_SIZES:
+        raise ValueError(f"distortion needs {DISTORTION_SIZES} coefficients, got {D.size}")
+    if not np.all(np.isfinite(D)):
+        raise ValueError(f"distortion has non-finite coefficients: {D.tolist()}")
+    return D
+
+
+def solve_pnp(
+    points3d: np.ndarray,
+    points2d: np.ndarray,
+    K: np.ndarray,
+    D: np.ndarray | None = None,
+    conf: PnPConfig | None = None,
+) -> PnPResult | None:
+    """Pose of the N×3 object points (metres) seen at the N×2 pixels, or None.
+
+    None means no trustworthy pose: too few correspondences or inliers, a degenerate point set,
+    a non-finite solution, or an object behind the camera.
+    """
+    conf = conf or PnPConfig()
+    conf.validate()
+    points3d = np.ascontiguousarray(points3d, dtype=np.float64).reshape(-1, 3)
+    points2d = np.ascontiguousarray(points2d, dtype=np.float64).reshape(-1, 2)
+    if len(points3d) != len(points2d):
+        raise ValueError(f"{len(points3d)} 3D points but {len(points2d)} 2D points")
+    if not (np.all(np.isfinite(points3d)) and np.all(np.isfinite(points2d))):
+        raise ValueError("correspondences must be finite")
+    if len(points3d) < conf.min_inliers:
+        return None
+    try:
+        ok, rvec, tvec, inliers = cv2.solvePnPRansac(
+            points3d,
+            points2d,
+            K,
+            D,
+            iterationsCount=conf.iterations,
+            reprojectionError=conf.reprojection_error,
+            confidence=conf.confidence,
+            flags=PNP_METHODS[conf.method],
+        )
+    except cv2.error:  # degenerate samples (coincident or collinear points) make OpenCV throw
+        return None
+    if not ok or inliers is None or len(inliers) < conf.min_inliers:
+        return None
+    inliers = inliers.reshape(-1)
+    if conf.refine:
+        rvec, tvec = cv2.solvePnPRefineLM(points3d[inliers], points2d[inliers], K, D, rvec, tvec)
+        inliers = _inliers(points3d, points2d, K, D, rvec, tvec, conf.reprojection_error)
+    R, t = cv2.Rodrigues(rvec)[0], tvec.reshape(3)
+    if len(inliers) < conf.min_inliers or not _plausible(R, t, points3d[inliers]):
+        return None
+    return PnPResult(R, t, inliers)
+
+
+def _inliers(points3d, points2d, K, D, rvec, tvec, threshold: float) -> np.ndarray:
+    projected = cv2.projectPoints(points3d, rvec, tvec, K, D)[0].reshape(-1, 2)
+    error = np.linalg.norm(projected - points2d, axis=1)
+    return np.flatnonzero(error <= threshold)
+
+
+def _plausible(R: np.ndarray, t: np.ndarray, inlier_points: np.ndarray) -> bool:
+    """Finite, and every inlier point in front of the camera (mirror solutions are not)."""
+    if not (np.all(np.isfinite(R)) and np.all(np.isfinite(t))):
+        return False
+    return bool(np.all(inlier_points @ R.T[:, 2] + t[2] > 0))

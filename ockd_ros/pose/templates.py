@@ -1,0 +1,373 @@
+"""Template banks: an object rendered from many viewpoints, with keypoints lifted to 3D.
+
+Viewpoint sampling (see `template_poses`): `views` camera directions on a Fibonacci lattice over
+the whole sphere around the object (or the hemisphere around its `up` axis, +z by default, for
+objects that stand on their base), each looking at the centre of the object's bounding box with
+`up` upwards in the image, from the distance at which the bounding sphere spans `fill` of the
+template side. Each viewpoint is rendered with `inplane` rotations about the optical axis
+(360°/inplane apart): 1 for rotation-invariant descriptors such as SIFT, more for descriptors that
+are not. A bank holds `views × inplane` templates.
+
+A bank is built once per object, backend and settings and cached as an NPZ file whose name holds
+a hash of everything that changes its content (see `bank_key`); a changed mesh, network or
+setting gives a new key and a rebuild, and an unreadable cache file is rebuilt with a warning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from ockd_ros.features.types import FeatureExtractor, Features
+from ockd_ros.geometry import backproject, invert_pose, look_at, make_pose, transform_points
+from ockd_ros.meshes import ObjectMesh
+from ockd_ros.render import Renderer
+from ockd_ros.samples import default_camera
+
+LOG = logging.getLogger(__name__)
+BANK_FORMAT_VERSION = 1
+GOLDEN_ANGLE = np.pi * (3.0 - np.sqrt(5.0))
+
+
+@dataclass(frozen=True)
+class TemplateConfig:
+    views: int = 96  # camera directions around the object
+    inplane: int = 1  # rotations about the optical axis per direction
+    hemisphere: bool = False  # only directions from above (`up` · direction ≥ 0)
+    up: tuple[float, float, float] = (0.0, 0.0, 1.0)  # object axis shown upwards in templates
+    size: int = 256  # template side in pixels (square)
+    fill: float = 0.8  # fraction of the side spanned by the object's bounding sphere
+    max_keypoints: int = 256  # strongest keypoints kept per template
+    edge_margin: int = 2  # pixels: keypoints this close to the silhouette are dropped
+    background: tuple[int, int, int] = (0, 0, 0)
+
+    def validate(self) -> None:
+        if self.views < 1 or self.inplane < 1:
+            raise ValueError(f"views and inplane must be ≥ 1, got {self.views}, {self.inplane}")
+        if self.size < 32:
+            raise ValueError(f"template size must be ≥ 32 pixels, got {self.size}")
+        if not 0.0 < self.fill <= 1.0:
+            raise ValueError(f"fill must be in (0, 1], got {self.fill}")
+        if not np.all(np.isfinite(self.up)) or np.linalg.norm(self.up) == 0:
+            raise ValueError(f"up must be a finite non-zero vector, got {self.up}")
+        if self.max_keypoints < 1 or self.edge_margin < 0:
+            raise ValueError("max_keypoints must be ≥ 1 and edge_margin ≥ 0")
+
+
+@dataclass
+class TemplateBank:
+    """All templates of one object for one feature backend, keypoints flattened over templates.
+
+    keypoints: M×2 float32 template pixels. descriptors: M×D float32 unit rows (intra-object).
+    points: M×3 float32, each keypoint's 3D point in the object frame (metres).
+    template_ids: M int32, the template of each row, ascending.
+    poses: V×4×4 float64 `T_cam_obj` of each template. K: 3×3 template intrinsics.
+    inter_mean: D2 float32 unit mean inter-object descriptor, None for backends without one.
+    """
+
+    name: str
+    backend: str
+    keypoints: np.ndarray
+    descriptors: np.ndarray
+    points: np.ndarray
+    template_ids: np.ndarray
+    poses: np.ndarray
+    K: np.ndarray
+    size: tuple[int, int]
+    inter_mean: np.ndarray | None
+    key: str
+    build_seconds: float
+
+    @property
+    def num_templates(self) -> int:
+        return len(self.poses)
+
+    def subset(self, templates: Sequence[int]) -> TemplateBank:
+        """A bank with only the given templates, renumbered 0..len-1 (for benchmarks)."""
+        templates = np.asarray(templates, dtype=np.int64)
+        renumber = np.full(self.num_templates, -1, np.int32)
+        renumber[templates] = np.arange(len(templates), dtype=np.int32)
+        rows = np.flatnonzero(renumber[self.template_ids] >= 0)
+        rows = rows[np.argsort(renumber[self.template_ids[rows]], kind="stable")]
+        return dataclasses.replace(
+            self,
+            keypoints=self.keypoints[rows],
+            descriptors=self.descriptors[rows],
+            points=self.points[rows],
+            template_ids=renumber[self.template_ids[rows]],
+            poses=self.poses[templates],
+        )
+
+
+def sample_viewpoints(count: int, hemisphere: bool = False) -> np.ndarray:
+    """`count`×3 unit vectors spread evenly over the sphere (or the z ≥ 0 half) on a Fibonacci
+    lattice: equal-area bands in z, golden-angle steps in azimuth."""
+    if count < 1:
+        raise ValueError(f"need at least one viewpoint, got {count}")
+    i = np.arange(count) + 0.5
+    z = 1.0 - i / count if hemisphere else 1.0 - 2.0 * i / count
+    ring = np.sqrt(np.clip(1.0 - z**2, 0.0, None))
+    azimuth = GOLDEN_ANGLE * np.arange(count)
+    return np.stack([ring * np.cos(azimuth), ring * np.sin(azimuth), z], axis=1)
+
+
+def template_distance(radius: float, focal: float, size: int, fill: float) -> float:
+    """Distance at which a sphere of `radius` centred on the axis spans `fill` of `size` pixels."""
+    half_angle = np.arctan(fill * size / (2.0 * focal))
+    return float(radius / np.sin(half_angle))
+
+
+def template_poses(obj: ObjectMesh, conf: TemplateConfig, K: np.ndarray) -> np.ndarray:
+    """V×4×4 poses `T_cam_obj` of the templates, in viewpoint-major, in-plane-minor order."""
+    centre = obj.mesh.bounds.mean(axis=0)
+    radius = float(np.linalg.norm(obj.mesh.vertices - centre, axis=1).max())
+    distance = template_distance(radius, float(K[0, 0]), conf.size, conf.fill)
+    up = np.asarray(conf.up, dtype=np.float64) / np.linalg.norm(conf.up)
+    # A rotation taking z to `up`: the lattice's pole and hemisphere follow the object's up axis.
+    z_to_up = look_at(np.zeros(3), up)[:3, :3]
+    poses = []
+    for direction in sample_viewpoints(conf.views, conf.hemisphere) @ z_to_up.T:
+        T_obj_cam = look_at(centre + distance * direction, centre, up=up)
+        for k in range(conf.inplane):
+            angle = 2.0 * np.pi * k / conf.inplane
+            spin = make_pose(cv2.Rodrigues(np.array([0.0, 0.0, angle]))[0], np.zeros(3))
+            poses.append(invert_pose(T_obj_cam @ spin))
+    return np.stack(poses)
+
+
+def build_bank(
+    obj: ObjectMesh,
+    extractor: FeatureExtractor,
+    renderer: Renderer,
+    conf: TemplateConfig,
+    key: str = "",
+    progress: bool = False,
+) -> TemplateBank:
+    """Render every template of `obj`, extract features and lift on-object keypoints to 3D."""
+    conf.validate()
+    size = (conf.size, conf.size)
+    K = default_camera(size)
+    poses = template_poses(obj, conf, K)
+    start = time.perf_counter()
+    parts, inter_sum = [], None
+    for index, T_cam_obj in enumerate(
+        tqdm(poses, desc=f"{obj.name} templates", unit="view", disable=not progress, leave=False)
+    ):
+        view = renderer.render([obj], [T_cam_obj], K, size, background=conf.background)
+        features = _on_object(extractor.extract(view.rgb), view.labels == 1, conf)
+        uv = features.keypoints.astype(np.float64)
+        depth = view.depth[np.round(uv[:, 1]).astype(int), np.round(uv[:, 0]).astype(int)]
+        points = transform_points(invert_pose(T_cam_obj), backproject(K, uv, depth))
+        parts.append((features, points, np.full(len(features), index, np.int32)))
+        if features.desc_inter is not None and len(features):
+            inter_sum = features.desc_inter.sum(0) + (0 if inter_sum is None else inter_sum)
+    return TemplateBank(
+        name=obj.name,
+        backend=extractor.name,
+        keypoints=np.concatenate([f.keypoints for f, _, _ in parts]).astype(np.float32),
+        descriptors=np.concatenate([f.desc_intra for f, _, _ in parts]).astype(np.float32),
+        points=np.concatenate([p for _, p, _ in parts]).astype(np.float32),
+        template_ids=np.concatenate([ids for _, _, ids in parts]),
+        poses=poses,
+        K=K,
+        size=size,
+        inter_mean=_unit(inter_sum),
+        key=key,
+        build_seconds=time.perf_counter() - start,
+    )
+
+
+def _on_object(features: Features, mask: np.ndarray, conf: TemplateConfig) -> Features:
+    """The strongest `max_keypoints` features inside the silhouette, `edge_margin` px from it.
+
+    Depth at the silhouette mixes object and background, and descriptors there see the template
+    background, which a real image never shows: such keypoints only add wrong 3D points.
+    """
+    if conf.edge_margin > 0:
+        kernel = np.ones((2 * conf.edge_margin + 1,) * 2, np.uint8)
+        mask = cv2.erode(mask.astype(np.uint8), kernel).astype(bool)
+    pixels = np.round(features.keypoints).astype(int)
+    inside = mask[
+        np.clip(pixels[:, 1], 0, mask.shape[0] - 1), np.clip(pixels[:, 0], 0, mask.shape[1] - 1)
+    ]
+    # Features are sorted by score, strongest first: the first rows inside are the ones to keep.
+    return features.select(np.flatnonzero(inside)[: conf.max_keypoints])
+
+
+def _unit(vector: np.ndarray | None) -> np.ndarray | None:
+    if vector is None:
+        return None
+    norm = np.linalg.norm(vector)
+    return (vector / norm).astype(np.float32) if norm > 0 else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Cache
+
+
+def default_cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/ockd_ros/templates`, by default `~/.cache/ockd_ros/templates`."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "ockd_ros" / "templates"
+
+
+def backend_fingerprint(extractor: FeatureExtractor) -> dict[str, Any]:
+    """What of a feature backend changes its output: name, settings and network weights.
+
+    The weights are hashed from the loaded network rather than from the checkpoint file, so a
+    network passed in directly (or randomly initialised) gets its own key too; a checkpoint that
+    only changes provenance keeps its banks.
+    """
+    conf = dataclasses.asdict(extractor.conf) if dataclasses.is_dataclass(extractor.conf) else {}
+    # Where the network runs and where its file lives do not change the features it computes.
+    conf.pop("device", None)
+    conf.pop("checkpoint", None)
+    model = getattr(extractor, "model", None)
+    return {"backend": extractor.name, "conf": conf, "weights_sha1": _weights_hash(model)}
+
+
+def _weights_hash(model) -> str | None:
+    if model is None:
+        return None
+    digest = hashlib.sha1()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def bank_key(obj: ObjectMesh, fingerprint: dict[str, Any], conf: TemplateConfig) -> dict[str, Any]:
+    """Everything a bank depends on: mesh files, mesh geometry in metres, backend, settings."""
+    geometry = hashlib.sha1(np.ascontiguousarray(obj.mesh.vertices, np.float64).tobytes())
+    geometry.update(np.ascontiguousarray(obj.mesh.faces, np.int64).tobytes())
+    return {
+        "format": BANK_FORMAT_VERSION,
+        "object": obj.name,
+        "mesh_sha1": obj.content_hash,
+        "geometry_sha1": geometry.hexdigest(),
+        **fingerprint,
+        "templates": dataclasses.asdict(conf),
+    }
+
+
+def key_digest(key: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def cache_path(cache_dir: Path, name: str, backend: str, digest: str) -> Path:
+    """`<cache_dir>/<object>/<backend>-<first 16 hex digits of the key hash>.npz`."""
+    return Path(cache_dir) / name / f"{backend}-{digest[:16]}.npz"
+
+
+def load_or_build_bank(
+    obj: ObjectMesh,
+    extractor: FeatureExtractor,
+    conf: TemplateConfig,
+    cache_dir: Path | None,
+    renderer_factory,
+    progress: bool = False,
+) -> tuple[TemplateBank, bool]:
+    """The cached bank of `obj` if a valid one exists, else a fresh build written to the cache.
+
+    renderer_factory: a callable returning the `Renderer` to build with (called only on a miss).
+    cache_dir None disables the cache. Returns the bank and whether it was built now.
+    """
+    key = bank_key(obj, backend_fingerprint(extractor), conf)
+    digest = key_digest(key)
+    path = None if cache_dir is None else cache_path(cache_dir, obj.name, extractor.name, digest)
+    if path is not None and path.is_file():
+        bank = read_bank(path, digest)
+        if bank is not None:
+            return bank, False
+    bank = build_bank(obj, extractor, renderer_factory(), conf, digest, progress)
+    if path is not None:
+        write_bank(path, bank, key)
+    return bank, True
+
+
+def write_bank(path: Path, bank: TemplateBank, key: dict[str, Any]) -> Path:
+    """Write the bank atomically: a crash never leaves a half-written cache file behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "keypoints": bank.keypoints,
+        "descriptors": bank.descriptors,
+        "points": bank.points,
+        "template_ids": bank.template_ids,
+        "poses": bank.poses,
+        "K": bank.K,
+        "size": np.asarray(bank.size),
+        "build_seconds": np.asarray(bank.build_seconds),
+        "key_json": np.asarray(json.dumps(key, sort_keys=True)),
+        "meta_json": np.asarray(json.dumps({"name": bank.name, "backend": bank.backend})),
+    }
+    if bank.inter_mean is not None:
+        arrays["inter_mean"] = bank.inter_mean
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
+    os.close(handle)
+    try:
+        np.savez(tmp_name, **arrays)
+        os.replace(tmp_name, path)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return path
+
+
+def read_bank(path: Path, digest: str) -> TemplateBank | None:
+    """The bank in `path`, or None (with a warning) if it is unreadable or not for `digest`."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if key_digest(json.loads(str(data["key_json"]))) != digest:
+                raise ValueError("its key does not match its name")
+            meta = json.loads(str(data["meta_json"]))
+            bank = TemplateBank(
+                name=meta["name"],
+                backend=meta["backend"],
+                keypoints=data["keypoints"],
+                descriptors=data["descriptors"],
+                points=data["points"],
+                template_ids=data["template_ids"],
+                poses=data["poses"],
+                K=data["K"],
+                size=tuple(int(v) for v in data["size"]),
+                inter_mean=data["inter_mean"] if "inter_mean" in data.files else None,
+                key=digest,
+                build_seconds=float(data["build_seconds"]),
+            )
+        _check_bank(bank)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        LOG.warning("template cache %s is unusable (%s): rebuilding it", path, error)
+        return None
+    return bank
+
+
+def _check_bank(bank: TemplateBank) -> None:
+    m = len(bank.template_ids)
+    shapes_ok = (
+        bank.keypoints.shape == (m, 2)
+        and bank.points.shape == (m, 3)
+        and bank.descriptors.ndim == 2
+        and len(bank.descriptors) == m
+        and bank.poses.ndim == 3
+        and bank.poses.shape[1:] == (4, 4)
+    )
+    if not shapes_ok:
+        raise ValueError("array shapes are inconsistent")
+    if m and (bank.template_ids.min() < 0 or bank.template_ids.max() >= len(bank.poses)):
+        raise ValueError("template ids out of range")
+    if not all(np.all(np.isfinite(a)) for a in (bank.points, bank.descriptors, bank.poses)):
+        raise ValueError("non-finite values")

@@ -1,0 +1,129 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from ockd_ros.features import create_extractor
+from ockd_ros.features.ockd import OckdConfig, OckdExtractor
+from ockd_ros.meshes import load_object, resolve_object
+from ockd_ros.model.network import NetworkConfig, OCKDNet
+from ockd_ros.pose import Estimator, EstimatorConfig, TemplateConfig
+from ockd_ros.pose.estimator import FEW_KEYPOINTS, FOUND
+from ockd_ros.samples import render_sample_scene
+
+NAMES = ("macaroni_and_cheese", "orange_juice")  # textured enough for SIFT from most sides
+
+
+@pytest.fixture(scope="module")
+def objects():
+    return [load_object(name) for name in NAMES]
+
+
+@pytest.fixture(scope="module")
+def scene(renderer, objects):
+    return render_sample_scene(renderer, objects, seed=0)
+
+
+@pytest.fixture(scope="module")
+def sift_conf(tmp_path_factory):
+    return EstimatorConfig(
+        backend="sift",
+        templates=TemplateConfig(views=24),
+        cache_dir=str(tmp_path_factory.mktemp("templates")),
+    )
+
+
+@pytest.fixture(scope="module")
+def estimator(renderer, objects, sift_conf):
+    return Estimator(sift_conf, objects, renderer=renderer)
+
+
+def test_sift_pipeline_recovers_two_objects_at_known_poses(estimator, scene):
+    poses = {p.name: p for p in estimator.estimate(scene.rgb, scene.K)}
+    assert sorted(poses) == sorted(NAMES)
+    assert estimator.last_status == dict.fromkeys(NAMES, FOUND)
+    for index, name in enumerate(NAMES):
+        pose, truth = poses[name], scene.poses[index]
+        assert np.linalg.norm(pose.t - truth[:3, 3]) < 0.01
+        angle = Rotation.from_matrix(pose.R.T @ truth[:3, :3]).magnitude()
+        assert np.degrees(angle) < 5.0
+        assert pose.inliers >= estimator.conf.pnp.min_inliers and 0 < pose.score <= 1
+        assert pose.keypoints.shape == (pose.inliers, 2) and not pose.symmetric
+        assert 0 <= pose.template < estimator.banks[name].num_templates
+        pixels = np.round(pose.keypoints).astype(int)
+        assert np.mean(scene.view.labels[pixels[:, 1], pixels[:, 0]] == index + 1) > 0.9
+    timing = estimator.last_timing
+    assert timing.extract > 0 and timing.match > 0 and timing.pnp > 0
+    assert timing.extract + timing.select + timing.match + timing.pnp <= timing.total
+
+
+def test_only_requested_objects_are_looked_for(estimator, scene):
+    poses = estimator.estimate(scene.rgb, scene.K, objects=["orange_juice"])
+    assert [p.name for p in poses] == ["orange_juice"]
+    assert list(estimator.last_status) == ["orange_juice"]
+
+
+def test_symmetric_flag_comes_from_the_object(renderer, sift_conf, scene):
+    spec = dataclasses.replace(resolve_object("orange_juice"), symmetric=True)
+    estimator = Estimator(sift_conf, [load_object(spec)], renderer=renderer)
+    assert not estimator.built  # the bank does not depend on symmetry: cached
+    (pose,) = estimator.estimate(scene.rgb, scene.K)
+    assert pose.symmetric
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda rgb, K: (rgb, np.zeros((3, 3))), "focal"),
+        (lambda rgb, K: (rgb, np.full((3, 3), np.nan)), "non-finite"),
+        (lambda rgb, K: (rgb, K[:2]), "3×3"),
+        (lambda rgb, K: (rgb.astype(np.float32), K), "uint8"),
+        (lambda rgb, K: (rgb[..., 0], K), "H×W×3"),
+        (lambda rgb, K: (rgb[:8, :8], K), "too small"),
+    ],
+)
+def test_bad_input_raises_a_clear_error(estimator, scene, change, message):
+    rgb, K = change(scene.rgb, scene.K)
+    with pytest.raises(ValueError, match=message):
+        estimator.estimate(rgb, K)
+
+
+def test_bad_arguments(estimator, scene, objects, sift_conf):
+    with pytest.raises(ValueError, match="unknown objects"):
+        estimator.estimate(scene.rgb, scene.K, objects=["ketchup"])
+    with pytest.raises(ValueError, match="distortion"):
+        estimator.estimate(scene.rgb, scene.K, D=[0.1, np.nan, 0.0, 0.0])
+    with pytest.raises(ValueError, match="unique"):
+        Estimator(sift_conf, [objects[0], objects[0]])
+    with pytest.raises(ValueError, match="backend"):
+        Estimator(sift_conf, objects, extractor=create_extractor("ockd", {"device": "cpu"}))
+
+
+def test_image_without_objects_finds_nothing(estimator, scene):
+    blank = np.full_like(scene.rgb, 90)
+    assert estimator.estimate(blank, scene.K) == []
+    assert set(estimator.last_status.values()) == {FEW_KEYPOINTS}
+
+
+def test_ockd_backend_runs_end_to_end(renderer, objects, tmp_path):
+    """Mechanics only: an untrained network biased to fire everywhere, so every step has work."""
+    scene = render_sample_scene(renderer, objects, size=(320, 240), distance=0.8)
+    torch.manual_seed(0)
+    model = OCKDNet(NetworkConfig(decoder_channels=(32, 16)))
+    with torch.no_grad():
+        model.reliability_head.bias.fill_(3.0)
+    extractor = OckdExtractor(OckdConfig(device="cpu", max_keypoints=300), model=model)
+    conf = EstimatorConfig(
+        backend="ockd", templates=TemplateConfig(views=4, size=96), cache_dir=str(tmp_path)
+    )
+    estimator = Estimator(conf, objects, extractor=extractor, renderer=renderer)
+    for bank in estimator.banks.values():
+        assert bank.descriptors.shape[1] == 64
+        assert np.linalg.norm(bank.inter_mean) == pytest.approx(1.0, abs=1e-5)
+    poses = estimator.estimate(scene.rgb, scene.K)
+    assert set(estimator.last_status) == set(NAMES)
+    for pose in poses:
+        assert np.all(np.isfinite(pose.R)) and np.all(np.isfinite(pose.t)) and pose.t[2] > 0
+    assert estimator.last_timing.extract > 0

@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+
+from ockd_ros.features.types import Features
+from ockd_ros.pose.matching import BankDescriptors, MatchingConfig, mutual_nn, select_object
+
+NO_RATIO = MatchingConfig(max_ratio=1.0)
+
+
+def _unit(rows):
+    rows = np.asarray(rows, dtype=np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def _pairs(matches):
+    columns = (matches.template, matches.bank_index, matches.frame_index)
+    return sorted(zip(*(c.tolist() for c in columns), strict=True))
+
+
+def test_mutual_nn_on_hand_made_descriptors():
+    e = np.eye(4, dtype=np.float32)
+    frame = _unit([e[0], e[1], e[2], e[0] + 0.1 * e[3]])
+    # Template 0: rows 0-1, template 1: rows 2-4 (one more keypoint, so padding is exercised).
+    bank = _unit([e[0] + 0.2 * e[1], e[3], e[1], e[2] + 0.1 * e[0], e[2] + 0.5 * e[3]])
+    bank_desc = BankDescriptors(bank, np.array([0, 0, 1, 1, 1]), 2)
+    matches = mutual_nn(frame, bank_desc, NO_RATIO)
+    # Template 0: bank 0 ↔ frame 0 is mutual; bank 1 (e3) likes frame 3 but frame 3 prefers
+    # bank 0. Template 1: bank 2 ↔ frame 1 and bank 3 ↔ frame 2; bank 4's best frame is also
+    # frame 2, which prefers bank 3.
+    assert _pairs(matches) == [(0, 0, 0), (1, 2, 1), (1, 3, 2)]
+    np.testing.assert_allclose(matches.similarity, np.sum(frame[[0, 1, 2]] * bank[[0, 2, 3]], 1))
+    assert matches.counts(2).tolist() == [1, 2]
+    assert matches.best_templates(3, 2) == [1, 0]
+
+
+def test_ratio_test_drops_ambiguous_template_keypoints():
+    frame = _unit([[1.0, -0.05, 0.0], [1.0, 0.05, 0.0], [0.0, 0.0, 1.0]])
+    bank = _unit([[1.0, 0.001, 0.0], [0.0, 0.1, 1.0]])
+    bank_desc = BankDescriptors(bank, np.array([0, 0]), 1)
+    assert _pairs(mutual_nn(frame, bank_desc, NO_RATIO)) == [(0, 0, 1), (0, 1, 2)]
+    # Bank row 0 is almost as close to frame rows 0 and 1: ambiguous, dropped by the ratio test.
+    assert _pairs(mutual_nn(frame, bank_desc, MatchingConfig(max_ratio=0.8))) == [(0, 1, 2)]
+
+
+def _reference_mutual_nn(frame, bank, template_ids, min_similarity):
+    """Plain per-template loop: the behaviour the batched version must reproduce."""
+    pairs = []
+    for template in np.unique(template_ids):
+        rows = np.flatnonzero(template_ids == template)
+        similarity = bank[rows] @ frame.T
+        for p, n in enumerate(similarity.argmax(1)):
+            if similarity[:, n].argmax() == p and similarity[p, n] >= min_similarity:
+                pairs.append((int(template), int(rows[p]), int(n)))
+    return sorted(pairs)
+
+
+@pytest.mark.parametrize("max_entries", [1, 500, 1 << 24])
+def test_batched_matching_equals_a_loop_over_templates(rng, max_entries):
+    frame = _unit(rng.normal(size=(60, 16)))
+    template_ids = np.sort(rng.integers(0, 9, 200))
+    template_ids[template_ids == 4] = 5  # one template without keypoints
+    bank = _unit(rng.normal(size=(200, 16)))
+    bank_desc = BankDescriptors(bank, template_ids, 9)
+    conf = MatchingConfig(max_ratio=1.0, min_similarity=0.2, max_entries=max_entries)
+    expected = _reference_mutual_nn(frame, bank, template_ids, 0.2)
+    assert expected and _pairs(mutual_nn(frame, bank_desc, conf)) == expected
+
+
+def test_empty_inputs_and_wrong_dimensions(rng):
+    bank_desc = BankDescriptors(_unit(rng.normal(size=(5, 8))), np.zeros(5, int), 3)
+    assert len(mutual_nn(np.zeros((0, 8), np.float32), bank_desc)) == 0
+    empty_bank = BankDescriptors(np.zeros((0, 8), np.float32), np.zeros(0, int), 2)
+    assert len(mutual_nn(_unit(rng.normal(size=(4, 8))), empty_bank)) == 0
+    with pytest.raises(ValueError, match="dimension"):
+        mutual_nn(np.ones((3, 7), np.float32), bank_desc)
+    with pytest.raises(ValueError, match="ascending"):
+        BankDescriptors(np.ones((2, 8), np.float32), np.array([1, 0]), 2)
+    with pytest.raises(ValueError, match="min_similarity"):
+        mutual_nn(_unit(rng.normal(size=(4, 8))), bank_desc, MatchingConfig(min_similarity=1.5))
+
+
+def test_select_object_by_inter_descriptor():
+    inter = _unit([[1, 0], [0, 1], [1, 0.2], [-1, 0]])
+    features = Features(
+        np.zeros((4, 2), np.float32),
+        np.ones(4, np.float32),
+        _unit(np.ones((4, 3))),
+        inter,
+        (64, 64),
+    )
+    assert select_object(features, np.array([1.0, 0.0]), 0.5).tolist() == [0, 2]
+    assert select_object(features, None, 0.5).tolist() == [0, 1, 2, 3]
+    sift_like = Features(features.keypoints, features.scores, features.desc_intra, None, (64, 64))
+    assert select_object(sift_like, np.array([1.0, 0.0]), 0.5).tolist() == [0, 1, 2, 3]

@@ -1,0 +1,149 @@
+import logging
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from scipy.spatial import cKDTree
+
+from ockd_ros.features import create_extractor
+from ockd_ros.features.ockd import OckdConfig, OckdExtractor
+from ockd_ros.geometry import project, transform_points
+from ockd_ros.meshes import load_object, resolve_object
+from ockd_ros.model.network import NetworkConfig, OCKDNet
+from ockd_ros.pose.templates import (
+    TemplateConfig,
+    backend_fingerprint,
+    build_bank,
+    load_or_build_bank,
+    sample_viewpoints,
+    template_poses,
+)
+from ockd_ros.samples import default_camera
+
+SMALL = TemplateConfig(views=6, size=160)
+
+
+@pytest.fixture(scope="module")
+def sift():
+    return create_extractor("sift")
+
+
+@pytest.fixture(scope="module")
+def macaroni():
+    return load_object("macaroni_and_cheese")
+
+
+@pytest.mark.parametrize("hemisphere", [False, True])
+def test_viewpoints_are_unit_and_evenly_spread(hemisphere):
+    views = sample_viewpoints(96, hemisphere)
+    np.testing.assert_allclose(np.linalg.norm(views, axis=1), 1.0, atol=1e-12)
+    if hemisphere:
+        assert views[:, 2].min() >= 0
+    cosines = views @ views.T - 2 * np.eye(96)
+    nearest = np.degrees(np.arccos(np.clip(cosines.max(1), -1, 1)))
+    # Even spread: every point has a neighbour near the lattice spacing, none much closer.
+    area = (2 if hemisphere else 4) * np.pi
+    spacing = np.degrees(np.sqrt(area / 96))
+    assert 0.6 * spacing < nearest.min() and nearest.max() < 1.4 * spacing
+    assert abs(views.mean(0)[:2]).max() < 0.05  # no side favoured
+
+
+def test_templates_centre_the_object_and_fit_it_in_view(macaroni):
+    conf = TemplateConfig(views=12, inplane=3, size=200, fill=0.8)
+    K = default_camera((200, 200))
+    poses = template_poses(macaroni, conf, K)
+    assert poses.shape == (36, 4, 4)
+    centre = macaroni.mesh.bounds.mean(0)
+    for T in poses:
+        np.testing.assert_allclose(project(K, transform_points(T, centre[None]))[0], K[:2, 2])
+        uv = project(K, transform_points(T, macaroni.mesh.vertices[::10]))
+        assert uv.min() >= 0 and uv.max() <= 199
+        np.testing.assert_allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-9)
+    # In-plane rotations of one viewpoint share the camera centre and differ by 120° about z.
+    centres = [np.linalg.inv(T)[:3, 3] for T in poses[:3]]
+    np.testing.assert_allclose(centres[0], centres[1], atol=1e-9)
+    relative = poses[1][:3, :3] @ poses[0][:3, :3].T
+    assert np.degrees(np.arccos((np.trace(relative) - 1) / 2)) == pytest.approx(120.0)
+    assert relative[2, 2] == pytest.approx(1.0)
+
+
+def test_bank_points_lie_on_the_mesh_and_reproject_onto_keypoints(renderer, sift, macaroni):
+    bank = build_bank(macaroni, sift, renderer, SMALL)
+    assert bank.num_templates == 6 and len(bank.template_ids) > 50
+    assert np.all(np.diff(bank.template_ids) >= 0)
+    assert bank.inter_mean is None  # SIFT has no inter-object descriptor
+    for t in range(bank.num_templates):
+        rows = bank.template_ids == t
+        assert rows.sum() <= SMALL.max_keypoints
+        uv = project(bank.K, transform_points(bank.poses[t], bank.points[rows]))
+        np.testing.assert_allclose(uv, bank.keypoints[rows], atol=1e-3)
+    # Depth-lifted points sit on the surface: near a dense (≈1.5 mm spacing) surface sampling.
+    surface = cKDTree(macaroni.sample_points(30000))
+    assert np.percentile(surface.query(bank.points)[0], 95) < 0.003
+
+
+def _textured_box(path, extents):
+    """A box in millimetres with random vertex colours: texture SIFT can find."""
+    box = trimesh.creation.box(extents=extents).subdivide().subdivide().subdivide()
+    colors = np.random.default_rng(1).integers(0, 255, (len(box.vertices), 4))
+    colors[:, 3] = 255
+    box.visual.vertex_colors = colors
+    box.export(path)
+    return load_object(resolve_object(str(path), units="mm"))
+
+
+def test_cache_reuses_rebuilds_on_change_and_survives_corruption(renderer, sift, tmp_path, caplog):
+    mesh_path = tmp_path / "box.ply"
+    cache = tmp_path / "cache"
+    conf = TemplateConfig(views=3, size=96)
+    obj = _textured_box(mesh_path, (60.0, 40.0, 30.0))
+
+    def load(obj, conf=conf):
+        return load_or_build_bank(obj, sift, conf, cache, lambda: renderer)
+
+    first, built = load(obj)
+    assert built and len(list(cache.rglob("*.npz"))) == 1
+    again, built = load(obj)
+    assert not built and again.key == first.key
+    np.testing.assert_array_equal(again.points, first.points)
+    np.testing.assert_array_equal(again.descriptors, first.descriptors)
+
+    changed = _textured_box(mesh_path, (60.0, 40.0, 50.0))  # same file name, new geometry
+    rebuilt, built = load(changed)
+    assert built and rebuilt.key != first.key
+    _, built = load(changed, TemplateConfig(views=4, size=96))
+    assert built  # other settings, other bank
+
+    path = next(p for p in cache.rglob("*.npz") if rebuilt.key[:16] in p.name)
+    path.write_bytes(b"not an npz file")
+    with caplog.at_level(logging.WARNING):
+        repaired, built = load(changed)
+    assert built and "rebuilding" in caplog.text
+    np.testing.assert_array_equal(repaired.points, rebuilt.points)
+    assert not load(changed)[1]  # the repaired file is used next time
+
+
+def test_invalid_template_settings():
+    for bad in (
+        TemplateConfig(views=0),
+        TemplateConfig(size=8),
+        TemplateConfig(fill=1.5),
+        TemplateConfig(up=(0.0, 0.0, 0.0)),
+    ):
+        with pytest.raises(ValueError):
+            bad.validate()
+
+
+def test_backend_fingerprint_follows_the_network_weights():
+    torch.manual_seed(0)
+    conf = OckdConfig(device="cpu")
+    small = NetworkConfig(decoder_channels=(16, 8))
+    first = OckdExtractor(conf, model=OCKDNet(small))
+    same = backend_fingerprint(first)
+    assert backend_fingerprint(first) == same
+    other = OckdExtractor(conf, model=OCKDNet(small))  # new random weights
+    assert backend_fingerprint(other)["weights_sha1"] != same["weights_sha1"]
+    assert backend_fingerprint(create_extractor("sift"))["weights_sha1"] is None
+    stricter = OckdExtractor(OckdConfig(device="cpu", r_thr=2.0), model=first.model)
+    assert backend_fingerprint(stricter)["conf"] != same["conf"]
