@@ -1,5 +1,6 @@
-"""The main demo at this stage: render default objects over a photo, extract keypoints with each
-feature backend, write an overlay PNG and print counts and timings.
+"""The main demo: render default objects at known poses over a real photo, estimate their poses
+with the `ockd` pipeline and the SIFT baseline, print per-object errors and timings, and write an
+overlay PNG (keypoints, estimated boxes and axes).
 
     python -m ockd_ros.demo --out outputs/demo
 """
@@ -13,60 +14,94 @@ from pathlib import Path
 
 import numpy as np
 
-from ockd_ros.features import BACKENDS, create_extractor
-from ockd_ros.meshes import load_object
+from ockd_ros.eval.metrics import add_error, adds_error
+from ockd_ros.features import BACKENDS
+from ockd_ros.meshes import ObjectMesh, load_object
+from ockd_ros.pose import Estimator, EstimatorConfig, ObjectPose, TemplateConfig
 from ockd_ros.render import Renderer
-from ockd_ros.samples import render_sample_scene
-from ockd_ros.visualize import caption, draw_keypoints, side_by_side, write_rgb
+from ockd_ros.samples import SampleScene, render_sample_scene
+from ockd_ros.visualize import caption, draw_pose, object_color, side_by_side, write_rgb
 
 
 @dataclass(frozen=True)
 class DemoConfig:
     objects: tuple[str, ...] = ("cream_cheese", "ketchup", "macaroni_and_cheese")
     size: tuple[int, int] = (640, 480)
+    distance: float = 0.5  # metres from the camera to the row of objects
     device: str = "auto"
-    repeats: int = 3  # timed extractions per backend after one warm-up
+    templates: int = 96
+    seed: int = 0
+
+
+@dataclass
+class BackendResult:
+    name: str
+    poses: dict[str, ObjectPose]
+    seconds: float
+    keypoints: int
 
 
 def main(conf: DemoConfig, out_dir: Path) -> Path:
     """Run the demo; returns the path of the overlay PNG."""
     out_dir.mkdir(parents=True, exist_ok=True)
     objects = [load_object(name) for name in conf.objects]
+    results = []
     with Renderer() as renderer:
-        scene = render_sample_scene(renderer, objects, conf.size)
-    on_object = scene.view.labels > 0
-    panels, rows = [], []
-    for name in BACKENDS:
-        extractor = create_extractor(name, {"device": conf.device} if name == "ockd" else None)
-        features, seconds = _timed_extract(extractor, scene.rgb, conf.repeats)
-        keypoints = np.round(features.keypoints).astype(int)
-        on_objects = int(on_object[keypoints[:, 1], keypoints[:, 0]].sum()) if len(features) else 0
-        rows.append((name, len(features), on_objects, seconds))
-        text = f"{name}: {len(features)} keypoints, {1000 * seconds:.0f} ms"
-        panels.append(caption(draw_keypoints(scene.rgb, features), text))
-    overlay = out_dir / "keypoints.png"
-    write_rgb(overlay, side_by_side(panels))
-    _print_table(rows, conf)
+        scene = render_sample_scene(renderer, objects, conf.size, distance=conf.distance,
+                                    seed=conf.seed)  # fmt: skip
+        for backend in BACKENDS:
+            results.append(_run_backend(backend, objects, scene, renderer, conf))
+    overlay = out_dir / "poses.png"
+    write_rgb(overlay, side_by_side([_panel(scene, objects, result) for result in results]))
+    _print_table(objects, scene, results)
     print(f"overlay: {overlay}")
     return overlay
 
 
-def _timed_extract(extractor, rgb: np.ndarray, repeats: int):
-    features = extractor.extract(rgb)  # warm-up: first call pays for allocation and tuning
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        features = extractor.extract(rgb)
-        times.append(time.perf_counter() - start)
-    return features, float(np.median(times))
+def _run_backend(backend, objects, scene: SampleScene, renderer, conf) -> BackendResult:
+    features = {"device": conf.device} if backend == "ockd" else {}
+    templates = TemplateConfig(views=conf.templates)
+    estimator_conf = EstimatorConfig(backend=backend, features=features, templates=templates)
+    start = time.perf_counter()
+    estimator = Estimator(estimator_conf, objects, renderer=renderer, progress=True)
+    if estimator.built:
+        print(f"{backend}: built template banks in {time.perf_counter() - start:.1f} s")
+    estimator.estimate(scene.rgb, scene.K)  # warm-up: the first call allocates
+    start = time.perf_counter()
+    poses = estimator.estimate(scene.rgb, scene.K)
+    seconds = time.perf_counter() - start
+    keypoints = len(estimator.extractor.extract(scene.rgb))
+    return BackendResult(backend, {p.name: p for p in poses}, seconds, keypoints)
 
 
-def _print_table(rows, conf: DemoConfig) -> None:
-    width, height = conf.size
-    print(f"objects: {', '.join(conf.objects)} rendered at {width}×{height} over a photo")
-    print(f"{'backend':<8} {'keypoints':>9} {'on objects':>10} {'time (ms)':>9}")
-    for name, count, on_objects, seconds in rows:
-        print(f"{name:<8} {count:>9} {on_objects:>10} {1000 * seconds:>9.1f}")
+def _panel(scene: SampleScene, objects: list[ObjectMesh], result: BackendResult) -> np.ndarray:
+    canvas = scene.rgb.copy()
+    for index, obj in enumerate(objects):
+        pose = result.poses.get(obj.name)
+        if pose is not None:
+            label = f"{obj.name} ({pose.inliers})"
+            draw_pose(canvas, scene.K, pose.matrix, obj.mesh.bounds, object_color(index), label,
+                      pose.keypoints)  # fmt: skip
+    found = f"{len(result.poses)}/{len(objects)} found"
+    return caption(canvas, f"{result.name}: {found}, {1000 * result.seconds:.0f} ms")
+
+
+def _print_table(objects, scene: SampleScene, results: list[BackendResult]) -> None:
+    print(f"{'object':<22}" + "".join(f"{r.name + ' ADD-S (mm)':>18}" for r in results))
+    for obj, T_true in zip(objects, scene.poses, strict=True):
+        points = obj.sample_points(500)
+        row = f"{obj.name:<22}"
+        for result in results:
+            pose = result.poses.get(obj.name)
+            if pose is None:
+                row += f"{'not found':>18}"
+                continue
+            error = adds_error(pose.R, pose.t, T_true[:3, :3], T_true[:3, 3], points)
+            add = add_error(pose.R, pose.t, T_true[:3, :3], T_true[:3, 3], points)
+            row += f"{1000 * error:>9.1f} (ADD {1000 * add:.0f})"
+        print(row)
+    print(f"{'time per frame (ms)':<22}" + "".join(f"{1000 * r.seconds:>18.0f}" for r in results))
+    print(f"{'keypoints per frame':<22}" + "".join(f"{r.keypoints:>18}" for r in results))
 
 
 def cli(argv: list[str] | None = None) -> None:

@@ -1,11 +1,9 @@
-"""Overlay pictures: keypoints on images, side-by-side panels with captions."""
+"""Overlay pictures: object poses on images, side-by-side panels with captions."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
-
-from ockd_ros.features.types import Features
 
 
 def object_color(index: int) -> tuple[int, int, int]:
@@ -13,16 +11,6 @@ def object_color(index: int) -> tuple[int, int, int]:
     hue = int((index * 0.618034 % 1.0) * 180)
     hsv = np.uint8([[[hue, 220, 255]]])
     return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
-
-
-def draw_keypoints(
-    rgb: np.ndarray, features: Features, color: tuple[int, int, int] = (0, 255, 0), radius: int = 3
-) -> np.ndarray:
-    """A copy of the H×W×3 RGB image with `features.keypoints` drawn as circles."""
-    canvas = rgb.copy()
-    for x, y in np.round(features.keypoints).astype(int):
-        cv2.circle(canvas, (int(x), int(y)), radius, color, 1, cv2.LINE_AA)
-    return canvas
 
 
 def caption(rgb: np.ndarray, text: str) -> np.ndarray:
