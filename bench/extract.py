@@ -9,31 +9,14 @@ SIFT with 5000 features, their ratios, and the peak memory of the process.
 from __future__ import annotations
 
 import argparse
-import resource
-import time
 
-import numpy as np
 import torch
+from timing import median_seconds, peak_rss_mb
 
 from ockd_ros.features import create_extractor
 from ockd_ros.meshes import load_object
 from ockd_ros.render import Renderer
 from ockd_ros.samples import render_sample_scene
-
-
-def median_seconds(function, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def main(size: tuple[int, int], repeats: int, device: str) -> None:
@@ -51,9 +34,9 @@ def main(size: tuple[int, int], repeats: int, device: str) -> None:
 
     memory_before = peak_rss_mb()
     rows = [
-        ("sift (5000 features)", median_seconds(lambda: sift.extract(rgb), repeats)),
-        ("ockd network forward", median_seconds(forward, repeats)),
-        ("ockd full extraction", median_seconds(lambda: ockd.extract(rgb), repeats)),
+        ("sift (5000 features)", median_seconds(lambda: sift.extract(rgb), repeats, warmup=2)),
+        ("ockd network forward", median_seconds(forward, repeats, warmup=2)),
+        ("ockd full extraction", median_seconds(lambda: ockd.extract(rgb), repeats, warmup=2)),
     ]
     baseline = rows[0][1]
     print(

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 
 import numpy as np
 import torch
+from timing import median_seconds
 
 from ockd_ros.meshes import load_object
 from ockd_ros.pose import Estimator, EstimatorConfig, TemplateConfig
@@ -89,16 +89,6 @@ def time_matching(
         looped = median_seconds(lambda s=singles: [mutual_nn(desc, p, conf) for p in s], repeats)
         rows.append((count, batched, looped))
     return rows
-
-
-def median_seconds(function, repeats: int) -> float:
-    function()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def build(backend: str, objects, renderer, views: int, features: dict) -> Estimator:
