@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint osmesa train-cpu
 
 demo: $(STAMP)
-	$(PY) -m ockd_ros.demo --out outputs/demo
+	$(PY) -m ockd_ros.ros.bag_demo --out outputs/demo
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

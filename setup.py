@@ -32,6 +32,7 @@ setup(
             "ockd-train = ockd_ros.training.train:cli",
             "ockd-eval = ockd_ros.eval.cli:eval_cli",
             "ockd-templates = ockd_ros.eval.cli:templates_cli",
+            "ockd-bag = ockd_ros.bag_cli:cli",
         ],
     },
 )

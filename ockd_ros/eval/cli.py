@@ -269,7 +269,7 @@ def build_templates(conf: TemplatesBuildConfig) -> Path:
     return cache_dir
 
 
-def _estimator_config(args: argparse.Namespace) -> EstimatorConfig:
+def estimator_config_from_args(args: argparse.Namespace) -> EstimatorConfig:
     conf = load_config(EstimatorConfig(), args.config) if args.config else EstimatorConfig()
     backend = args.backend or conf.backend
     features = dict(conf.features)
@@ -289,7 +289,7 @@ def _estimator_config(args: argparse.Namespace) -> EstimatorConfig:
     )
 
 
-def _add_estimator_arguments(parser: argparse.ArgumentParser) -> None:
+def add_estimator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("ockd", "sift"), help="default: ockd")
     parser.add_argument("--config", type=Path, help="YAML overrides of EstimatorConfig")
     parser.add_argument("--views", type=int, help="viewpoints per object (default 96)")
@@ -308,7 +308,7 @@ def eval_cli(argv: list[str] | None = None) -> None:
     bop.add_argument("--objects", type=int, nargs="+", default=[], help="object ids (default all)")
     bop.add_argument("--max-frames", type=int)
     bop.add_argument("--overlays", type=int, default=BopEvalConfig.overlays)
-    _add_estimator_arguments(bop)
+    add_estimator_arguments(bop)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
@@ -318,7 +318,7 @@ def eval_cli(argv: list[str] | None = None) -> None:
             objects=tuple(args.objects),
             max_frames=args.max_frames,
             overlays=args.overlays,
-            estimator=_estimator_config(args),
+            estimator=estimator_config_from_args(args),
         )
         evaluate_bop(
             conf, args.out, shlex.join(["ockd-eval", *(sys.argv[1:] if argv is None else argv)])
@@ -334,7 +334,7 @@ def templates_cli(argv: list[str] | None = None) -> None:
     build.add_argument("--objects", nargs="+", required=True, help="default names or mesh paths")
     build.add_argument("--units", default="mm", help="units of mesh paths: m, cm or mm")
     build.add_argument("--symmetric", action="store_true", help="mesh paths are symmetric objects")
-    _add_estimator_arguments(build)
+    add_estimator_arguments(build)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
@@ -342,7 +342,7 @@ def templates_cli(argv: list[str] | None = None) -> None:
             objects=tuple(args.objects),
             units=args.units,
             symmetric=args.symmetric,
-            estimator=_estimator_config(args),
+            estimator=estimator_config_from_args(args),
         )
         build_templates(conf)
     except (FileNotFoundError, KeyError, ValueError, MeshLoadError) as error:

@@ -8,7 +8,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Pose, PoseStamped
 from scipy.spatial.transform import Rotation
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -141,3 +141,14 @@ def diagnostics(
     status = DiagnosticStatus(level=level, name=name, message=message, hardware_id="camera")
     status.values = [KeyValue(key=key, value=str(value)) for key, value in values.items()]
     return DiagnosticArray(header=header, status=[status])
+
+
+def camera_info_msg(K: np.ndarray, size: tuple[int, int], header: Header, D=None) -> CameraInfo:
+    """A sensor_msgs/CameraInfo of pinhole K (3×3) for an image of `size` (width, height)."""
+    msg = CameraInfo(header=header, width=int(size[0]), height=int(size[1]))
+    msg.distortion_model = "plumb_bob"
+    msg.d = [float(v) for v in (np.zeros(5) if D is None or len(D) == 0 else D)]
+    msg.k = np.asarray(K, dtype=np.float64).reshape(9)
+    msg.r = np.eye(3).reshape(9)
+    msg.p = np.hstack([np.asarray(K, dtype=np.float64), np.zeros((3, 1))]).reshape(12)
+    return msg
