@@ -139,10 +139,14 @@ class PoseNode(Node):
         units = self._param("mesh_units")
         objects = [load_object(resolve_object(entry, units)) for entry in self._param("objects")]
         backend = self._param("backend")
-        features = {"max_keypoints": self._param("max_keypoints")}
+        features = {}  # SIFT keeps its own defaults: the baseline as every evaluation runs it
         if backend == "ockd":
-            features |= {"r_thr": float(self._param("r_thr")), "device": self._param("device")}
-            features["checkpoint"] = self._param("checkpoint") or None
+            features = {
+                "r_thr": float(self._param("r_thr")),
+                "max_keypoints": self._param("max_keypoints"),
+                "device": self._param("device"),
+                "checkpoint": self._param("checkpoint") or None,
+            }
         conf = EstimatorConfig(
             backend=backend,
             features=features,

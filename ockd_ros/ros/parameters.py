@@ -90,7 +90,9 @@ PARAMETERS = (
     NodeParameter("device", "auto", "torch device: auto, cpu, cuda, cuda:N", _device),
     NodeParameter("templates_per_object", 96, "template views rendered per object", _positive),
     NodeParameter("r_thr", 1.5, "keypoint reliability threshold (ockd)", _non_negative),
-    NodeParameter("max_keypoints", 1024, "keypoints kept per image, strongest first", _positive),
+    NodeParameter(
+        "max_keypoints", 1024, "keypoints kept per image, strongest first (ockd)", _positive
+    ),
     NodeParameter("min_inliers", 12, "PnP inliers needed to report a pose", _at_least(4)),
     NodeParameter(
         "inference_width", 0, "resize wider images to this width before inference (intrinsics "
