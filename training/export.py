@@ -1,7 +1,7 @@
 """Ship a trained checkpoint: copy it (fp16) into the package and write its record beside it.
 
     python -m ockd_ros.training.export RUN/final.pt --metrics RUN/matching.md \
-        --recipe training/recipe_cpu.sh [--out ockd_ros/weights/ockd_default.pt]
+        --data-command "ockd-gen ..." [--note "..."] [--out ockd_ros/weights/ockd_default.pt]
 
 The record (`<name>.yaml`) holds what reproduces and judges the weights: the training config,
 the exact command, the data generation command and seed, the final validation scores and the
@@ -22,7 +22,9 @@ from ockd_ros.model.checkpoint import load_checkpoint, read_checkpoint, save_che
 MAX_SHIPPED_MB = 25
 
 
-def main(checkpoint: Path, out: Path, metrics: Path | None, recipe: Path | None) -> Path:
+def main(
+    checkpoint: Path, out: Path, metrics: Path | None, data_commands: list[str], note: str = ""
+) -> Path:
     """Write `out` (fp16 weights) and `out.with_suffix('.yaml')`; returns `out`."""
     provenance = read_checkpoint(checkpoint)["provenance"]
     run_dir = checkpoint.parent
@@ -32,7 +34,8 @@ def main(checkpoint: Path, out: Path, metrics: Path | None, recipe: Path | None)
         "finished": provenance.get("finished"),
         "steps": provenance.get("steps"),
         "training_data": provenance.get("data"),
-        "data_generation": _generation_commands(recipe),
+        "data_generation": data_commands,
+        "note": note or None,
         "final_validation": _last_row(run_dir / "validation.csv"),
         "benchmark": metrics.read_text() if metrics else None,
         "config": provenance.get("config"),
@@ -41,14 +44,9 @@ def main(checkpoint: Path, out: Path, metrics: Path | None, recipe: Path | None)
     size_mb = out.stat().st_size / 2**20
     if size_mb > MAX_SHIPPED_MB:
         raise ValueError(f"{out} is {size_mb:.1f} MB; shipped weights must stay ≤ {MAX_SHIPPED_MB}")
-    out.with_suffix(".yaml").write_text(yaml.safe_dump(record, sort_keys=False, width=100))
+    text = yaml.safe_dump(record, sort_keys=False, width=100, allow_unicode=True)
+    out.with_suffix(".yaml").write_text(text)
     return out
-
-
-def _generation_commands(recipe: Path | None) -> list[str] | None:
-    if recipe is None:
-        return None
-    return [line.strip() for line in recipe.read_text().splitlines() if "scenes" in line]
 
 
 def _last_row(path: Path) -> dict | None:
@@ -64,6 +62,9 @@ if __name__ == "__main__":
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--out", type=Path, default=DEFAULT_CHECKPOINT)
     parser.add_argument("--metrics", type=Path, help="benchmark table to record (Markdown)")
-    parser.add_argument("--recipe", type=Path, help="script whose generation commands to record")
+    parser.add_argument(
+        "--data-command", action="append", default=[], help="a data generation command (repeat)"
+    )
+    parser.add_argument("--note", default="", help="anything else a reader of the record needs")
     args = parser.parse_args()
-    print(main(args.checkpoint, args.out, args.metrics, args.recipe))
+    print(main(args.checkpoint, args.out, args.metrics, args.data_command, args.note))

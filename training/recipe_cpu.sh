@@ -28,4 +28,4 @@ RESUME=()
 "$PY" bench/matching.py --data "$DATA" --bop ../shared/data/lmo --checkpoint "$RUN/final.pt" \
     --out "$RUN/matching.md"
 "$PY" -m ockd_ros.training.export "$RUN/final.pt" --metrics "$RUN/matching.md" \
-    --recipe training/recipe_cpu.sh --out "$RUN/ockd_default.pt"
+    --data-command "ockd-gen ${GEN[*]} --shard 0/2 (and 1/2)" --out "$RUN/ockd_default.pt"

@@ -50,33 +50,38 @@ class BagDemoConfig:
     objects: tuple[str, ...] = ("cream_cheese", "ketchup", "macaroni_and_cheese")
     frames: int = 20
     rate: float = 2.0  # Hz of playback: slow enough for the node to answer most frames on a CPU
-    backend: str = "ockd"
+    backends: tuple[str, ...] = ("ockd", "sift")  # the network, then the baseline, same frames
     seed: int = 0
 
 
 def main(conf: BagDemoConfig, out_dir: Path) -> Path:
-    """Run the demo; returns the offline report's path."""
+    """Run the demo; returns the last backend's offline report."""
     out_dir.mkdir(parents=True, exist_ok=True)
     bag = out_dir / "synthetic"
     if not bag.exists():
         print(f"recording {bag} ...")
         record_synthetic(SyntheticBagConfig(objects=conf.objects, frames=conf.frames,
                                             seed=conf.seed), bag)  # fmt: skip
-    evaluation = out_dir / f"eval_{conf.backend}_{time.strftime('%Y%m%d_%H%M%S')}"
-    offline = evaluate_bag(
-        BagEvalConfig(objects=conf.objects, estimator=EstimatorConfig(backend=conf.backend)),
-        bag,
-        evaluation,
-    )
-    received, published = _play_through_node(conf, bag, out_dir / "node.log")
-    _print_table(conf, bag, received, published)
-    print(f"offline report: {offline.report}")
-    print(f"overlays: {', '.join(str(p) for p in sorted(evaluation.glob('*overlay*.png')))}")
-    print(f"node log: {out_dir / 'node.log'}")
-    return offline.report
+    reports = []
+    for backend in conf.backends:
+        evaluation = out_dir / f"eval_{backend}_{time.strftime('%Y%m%d_%H%M%S')}"
+        offline = evaluate_bag(
+            BagEvalConfig(objects=conf.objects, estimator=EstimatorConfig(backend=backend)),
+            bag,
+            evaluation,
+        )
+        log_path = out_dir / f"node_{backend}.log"
+        received, published = _play_through_node(conf, backend, bag, log_path)
+        _print_table(conf, backend, bag, received, published)
+        print(f"offline report: {offline.report}")
+        overlays = sorted(evaluation.glob("*overlay*.png"))
+        print(f"overlays: {', '.join(str(p) for p in overlays)}")
+        print(f"node log: {log_path}")
+        reports.append(offline.report)
+    return reports[-1]
 
 
-def _play_through_node(conf: BagDemoConfig, bag: Path, log_path: Path):
+def _play_through_node(conf: BagDemoConfig, backend: str, bag: Path, log_path: Path):
     """Publish the bag into a node subprocess; returns received poses and publish times."""
     env = os.environ | {
         "ROS_DOMAIN_ID": os.environ.get("ROS_DOMAIN_ID", str(100 + os.getpid() % 100)),
@@ -86,7 +91,7 @@ def _play_through_node(conf: BagDemoConfig, bag: Path, log_path: Path):
     os.environ.update(env)  # this process joins the same private domain
     objects = "[" + ",".join(conf.objects) + "]"
     command = [sys.executable, "-m", "ockd_ros.ros.node", "--ros-args", "-p", f"objects:={objects}",
-               "-p", f"backend:={conf.backend}", "-p", "qos:=reliable"]  # fmt: skip
+               "-p", f"backend:={backend}", "-p", "qos:=reliable"]  # fmt: skip
     with log_path.open("w") as log:
         node = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
@@ -141,13 +146,13 @@ def _spin_until(executor, condition, timeout: float) -> None:
         executor.spin_once(timeout_sec=0.02)
 
 
-def _print_table(conf: BagDemoConfig, bag: Path, received, published: dict[int, float]) -> None:
+def _print_table(conf: BagDemoConfig, backend: str, bag: Path, received, published) -> None:
     truth: dict[str, dict[int, np.ndarray]] = {name: {} for name in conf.objects}
     with BagSource(bag) as source:
         for frame in source.frames():
             for name, T in frame.ground_truth.items():
                 truth.setdefault(name, {})[frame.stamp] = T
-    print(f"\n{len(published)} frames played at {conf.rate:g} Hz into the node ({conf.backend})")
+    print(f"\n{len(published)} frames played at {conf.rate:g} Hz into the node ({backend})")
     print(f"{'object':<22}{'visible':>8}{'found':>7}{'ADD-S mm':>10}{'<0.1d':>7}{'latency ms':>12}")
     for name in conf.objects:
         obj = load_object(name)
@@ -176,11 +181,12 @@ def _pose(msg: PoseStamped) -> tuple[np.ndarray, np.ndarray]:
 def cli(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
-    parser.add_argument("--backend", default="ockd", choices=("ockd", "sift"))
+    parser.add_argument("--backends", nargs="+", default=list(BagDemoConfig.backends),
+                        choices=("ockd", "sift"))  # fmt: skip
     parser.add_argument("--frames", type=int, default=BagDemoConfig.frames)
     parser.add_argument("--rate", type=float, default=BagDemoConfig.rate)
     args = parser.parse_args(argv)
-    conf = BagDemoConfig(frames=args.frames, rate=args.rate, backend=args.backend)
+    conf = BagDemoConfig(frames=args.frames, rate=args.rate, backends=tuple(args.backends))
     main(conf, args.out)
 
 
