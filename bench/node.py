@@ -1,0 +1,134 @@
+"""End-to-end latency of the pose node over DDS against the estimator's own time, same frames.
+
+Starts the node as a subprocess (SIFT backend by default: the pipeline whose poses are
+meaningful today), then
+1. publishes frames one at a time and times publish → PoseStamped received, next to the time
+   `Estimator.estimate` takes on the same frames in this process;
+2. streams frames at 30 Hz for `--stream-seconds` and samples the age of the newest pose
+   (now − its image stamp), which dropping old frames keeps bounded.
+
+    python bench/node.py [--backend sift] [--frames 10] [--stream-seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+
+from ockd_ros.meshes import load_object
+from ockd_ros.pose import Estimator, EstimatorConfig
+from ockd_ros.render import Renderer
+from ockd_ros.ros.messages import camera_info_msg, rgb_to_image_msg
+from ockd_ros.samples import render_sample_scene
+
+OBJECT = "cream_cheese"
+
+
+def main(args) -> None:
+    os.environ.setdefault("ROS_DOMAIN_ID", str(150 + os.getpid() % 50))
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    obj = load_object(OBJECT)
+    with Renderer() as renderer:
+        scenes = [render_sample_scene(renderer, [obj], distance=0.4, seed=s) for s in range(3)]
+        estimator = Estimator(EstimatorConfig(backend=args.backend), [obj], renderer=renderer)
+    own = []
+    for scene in scenes:
+        estimator.estimate(scene.rgb, scene.K)
+        own.append(estimator.last_timing.total)
+    log = Path(tempfile.mkdtemp()) / "node.log"
+    parameters = [f"objects:=[{OBJECT}]", f"backend:={args.backend}", "qos:=reliable"]
+    command = [sys.executable, "-m", "ockd_ros.ros.node", "--ros-args"]
+    for parameter in parameters:
+        command += ["-p", parameter]
+    env = os.environ | {"RCUTILS_LOGGING_BUFFERED_STREAM": "0"}
+    with log.open("w") as stream:
+        node = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT, env=env)
+    try:
+        latencies, ages = _measure(args, scenes, log)
+    finally:
+        node.terminate()
+        node.wait(timeout=20)
+    own_ms = 1000 * float(np.median(own))
+    latency_ms = float(np.median(latencies)) if latencies else float("nan")
+    print(f"backend {args.backend}, 640×480, one object, node log {log}")
+    print(f"{'measure':<42}{'median ms':>10}{'× estimator':>13}")
+    print(f"{'estimator alone (in process)':<42}{own_ms:>10.1f}{1.0:>13.2f}")
+    print(f"{'node: publish → pose received':<42}{latency_ms:>10.1f}{latency_ms / own_ms:>13.2f}")
+    print(f"overhead: {latency_ms - own_ms:.1f} ms (goal ≤ 10 % + 10 ms = {0.1 * own_ms + 10:.1f})")
+    if ages:
+        print(f"30 Hz stream: age of the newest pose median {np.median(ages):.0f} ms, "
+              f"p90 {np.percentile(ages, 90):.0f} ms, max {np.max(ages):.0f} ms")  # fmt: skip
+
+
+def _measure(args, scenes, log: Path):
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    peer = rclpy.create_node("ockd_bench_node", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(peer)
+    image_pub = peer.create_publisher(Image, "image", QoSProfile(depth=1))
+    info_pub = peer.create_publisher(CameraInfo, "camera_info", QoSProfile(depth=1))
+    poses: list[tuple[PoseStamped, float]] = []
+    peer.create_subscription(PoseStamped, f"object_poses/{OBJECT}",
+                             lambda m: poses.append((m, time.monotonic())), 10)  # fmt: skip
+    clock = time.monotonic_ns
+
+    def spin(condition, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not condition():
+            executor.spin_once(timeout_sec=0.005)
+
+    def publish(scene, stamp_ns):
+        header = Header(frame_id="camera_optical_frame")
+        header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 10**9)
+        info_pub.publish(camera_info_msg(scene.K, (640, 480), header))
+        image_pub.publish(rgb_to_image_msg(scene.rgb, header))
+
+    try:
+        spin(lambda: "ready in" in log.read_text(), 600)
+        spin(lambda: image_pub.get_subscription_count() > 0, 30)
+        latencies = []
+        for i in range(args.frames):
+            stamp, sent = clock(), time.monotonic()
+            publish(scenes[i % len(scenes)], stamp)
+            spin(lambda s=stamp: any(_ns(m) == s for m, _ in poses), 10)
+            arrival = next((t for m, t in poses if _ns(m) == stamp), None)
+            if arrival is not None and i > 0:  # the first frame warms the node up
+                latencies.append(1000 * (arrival - sent))
+        ages = []
+        end = time.monotonic() + args.stream_seconds
+        while time.monotonic() < end:
+            publish(scenes[0], clock())
+            spin(lambda: False, 1 / 30)
+            if poses:
+                ages.append((clock() - _ns(poses[-1][0])) / 1e6)
+    finally:
+        executor.shutdown()
+        peer.destroy_node()
+        rclpy.shutdown(context=context)
+    return latencies, ages
+
+
+def _ns(msg: PoseStamped) -> int:
+    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default="sift", choices=("ockd", "sift"))
+    parser.add_argument("--frames", type=int, default=10)
+    parser.add_argument("--stream-seconds", type=float, default=10.0)
+    main(parser.parse_args())
