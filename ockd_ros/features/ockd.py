@@ -59,6 +59,8 @@ class OckdExtractor:
         descriptor has cosine ≥ `mask_threshold` with it (i.e. on that object) are returned.
         """
         check_image(image)
+        if not image.flags.writeable:  # e.g. decoded from a message buffer; torch wants to own it
+            image = image.copy()
         tensor = torch.from_numpy(image).to(self.device).permute(2, 0, 1)[None]
         tensor = (tensor.to(self.dtype) / 255.0).contiguous(memory_format=torch.channels_last)
         norm_mode = batch_statistics(self.model) if self.conf.test_time_bn else _no_change()
