@@ -21,20 +21,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import PoseStamped
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile
-from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import Header
 
+from ockd_ros.bags import stamp_ns
 from ockd_ros.meshes import load_object
 from ockd_ros.pose import Estimator, EstimatorConfig
 from ockd_ros.render import Renderer
-from ockd_ros.ros.messages import camera_info_msg, rgb_to_image_msg
+from ockd_ros.ros.peer import CameraPublisher, Peer
 from ockd_ros.samples import render_sample_scene
 
 OBJECT = "cream_cheese"
+FRAME_ID = "camera_optical_frame"
 
 
 def main(args) -> None:
@@ -74,56 +72,31 @@ def main(args) -> None:
 
 
 def _measure(args, scenes, log: Path):
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    peer = rclpy.create_node("ockd_bench_node", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(peer)
-    image_pub = peer.create_publisher(Image, "image", QoSProfile(depth=1))
-    info_pub = peer.create_publisher(CameraInfo, "camera_info", QoSProfile(depth=1))
     poses: list[tuple[PoseStamped, float]] = []
-    peer.create_subscription(PoseStamped, f"object_poses/{OBJECT}",
-                             lambda m: poses.append((m, time.monotonic())), 10)  # fmt: skip
-    clock = time.monotonic_ns
-
-    def spin(condition, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not condition():
-            executor.spin_once(timeout_sec=0.005)
-
-    def publish(scene, stamp_ns):
-        header = Header(frame_id="camera_optical_frame")
-        header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 10**9)
-        info_pub.publish(camera_info_msg(scene.K, (640, 480), header))
-        image_pub.publish(rgb_to_image_msg(scene.rgb, header))
-
-    try:
-        spin(lambda: "ready in" in log.read_text(), 600)
-        spin(lambda: image_pub.get_subscription_count() > 0, 30)
+    with Peer("ockd_bench_node", poll=0.005) as peer:
+        camera = CameraPublisher(peer.node, QoSProfile(depth=1))
+        peer.node.create_subscription(
+            PoseStamped, f"object_poses/{OBJECT}", lambda m: poses.append((m, time.monotonic())), 10
+        )
+        peer.spin_until(lambda: "ready in" in log.read_text(), 600)
+        peer.spin_until(camera.connected, 30)
         latencies = []
         for i in range(args.frames):
-            stamp, sent = clock(), time.monotonic()
-            publish(scenes[i % len(scenes)], stamp)
-            spin(lambda s=stamp: any(_ns(m) == s for m, _ in poses), 10)
-            arrival = next((t for m, t in poses if _ns(m) == stamp), None)
+            stamp, sent = time.monotonic_ns(), time.monotonic()
+            scene = scenes[i % len(scenes)]
+            camera.publish(scene.rgb, scene.K, stamp, FRAME_ID)
+            peer.spin_until(lambda s=stamp: any(stamp_ns(m) == s for m, _ in poses), 10)
+            arrival = next((t for m, t in poses if stamp_ns(m) == stamp), None)
             if arrival is not None and i > 0:  # the first frame warms the node up
                 latencies.append(1000 * (arrival - sent))
         ages = []
         end = time.monotonic() + args.stream_seconds
         while time.monotonic() < end:
-            publish(scenes[0], clock())
-            spin(lambda: False, 1 / 30)
+            camera.publish(scenes[0].rgb, scenes[0].K, time.monotonic_ns(), FRAME_ID)
+            peer.spin_until(lambda: False, 1 / 30)
             if poses:
-                ages.append((clock() - _ns(poses[-1][0])) / 1e6)
-    finally:
-        executor.shutdown()
-        peer.destroy_node()
-        rclpy.shutdown(context=context)
+                ages.append((time.monotonic_ns() - stamp_ns(poses[-1][0])) / 1e6)
     return latencies, ages
-
-
-def _ns(msg: PoseStamped) -> int:
-    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
 
 
 if __name__ == "__main__":

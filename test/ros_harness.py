@@ -6,13 +6,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
+from ockd_ros.ros.peer import Peer
 
 NODE_EXECUTABLE = Path(sys.executable).parent / "pose_node"
 
@@ -56,27 +52,10 @@ class NodeProcess:
         self._log.close()
 
 
-class TestPeer:
+class TestPeer(Peer):
+    """The test process's rclpy node (a `Peer` polling every 50 ms)."""
+
     __test__ = False  # a helper, not a test class
 
-    """An rclpy node in the test process with its own executor."""
-
     def __init__(self, name: str = "ockd_test_peer"):
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = Node(name, context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-
-    def spin_until(self, condition: Callable[[], bool], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return True
-            self.executor.spin_once(timeout_sec=0.05)
-        return condition()
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
+        super().__init__(name, poll=0.05)

@@ -17,6 +17,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
+from ockd_ros.bags import pose_from_message
 from ockd_ros.camera_messages import image_message_to_rgb
 from ockd_ros.meshes import load_object
 from ockd_ros.render import Renderer
@@ -129,10 +130,9 @@ class Link:
 
 
 def _pose_error(msg: PoseStamped, T_true: np.ndarray) -> tuple[float, float]:
-    p, q = msg.pose.position, msg.pose.orientation
-    translation = np.linalg.norm(np.array([p.x, p.y, p.z]) - T_true[:3, 3])
-    R = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
-    angle = np.degrees(Rotation.from_matrix(R.T @ T_true[:3, :3]).magnitude())
+    T = pose_from_message(msg)
+    translation = np.linalg.norm(T[:3, 3] - T_true[:3, 3])
+    angle = np.degrees(Rotation.from_matrix(T[:3, :3].T @ T_true[:3, :3]).magnitude())
     return float(translation), float(angle)
 
 

@@ -22,25 +22,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import PoseStamped
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
 from rclpy.qos import QoSProfile
-from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import Header
 
 from ockd_ros.bags import (
     BagEvalConfig,
     BagSource,
     SyntheticBagConfig,
     evaluate_bag,
+    pose_from_message,
     record_synthetic,
+    stamp_ns,
 )
 from ockd_ros.eval.metrics import adds_error
 from ockd_ros.meshes import load_object
 from ockd_ros.pose import EstimatorConfig
-from ockd_ros.ros.messages import camera_info_msg, rgb_to_image_msg
+from ockd_ros.ros.peer import CameraPublisher, Peer
 
 READY_TIMEOUT = 600.0  # seconds: a first run builds the template banks
 
@@ -102,48 +99,27 @@ def _play_through_node(conf: BagDemoConfig, backend: str, bag: Path, log_path: P
 
 
 def _publish_bag(conf: BagDemoConfig, bag: Path, node: subprocess.Popen, log_path: Path):
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    peer = Node("ockd_bag_demo", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(peer)
-    qos = QoSProfile(depth=5)
-    image_pub = peer.create_publisher(Image, "image", qos)
-    info_pub = peer.create_publisher(CameraInfo, "camera_info", qos)
     received: dict[str, list[tuple[PoseStamped, float]]] = {name: [] for name in conf.objects}
-    for name in conf.objects:
-        peer.create_subscription(
-            PoseStamped, f"object_poses/{name}",
-            lambda msg, n=name: received[n].append((msg, time.monotonic())), 10,
-        )  # fmt: skip
     published: dict[int, float] = {}
-    try:
-        _spin_until(executor, lambda: "ready in" in log_path.read_text() or node.poll() is not None,
-                    READY_TIMEOUT)  # fmt: skip
+    with Peer("ockd_bag_demo") as peer:
+        camera = CameraPublisher(peer.node, QoSProfile(depth=5))
+        for name in conf.objects:
+            peer.node.create_subscription(
+                PoseStamped, f"object_poses/{name}",
+                lambda msg, n=name: received[n].append((msg, time.monotonic())), 10,
+            )  # fmt: skip
+        peer.spin_until(lambda: "ready in" in log_path.read_text() or node.poll() is not None,
+                        READY_TIMEOUT)  # fmt: skip
         if node.poll() is not None:
             raise RuntimeError(f"the node exited: see {log_path}")
-        _spin_until(executor, lambda: image_pub.get_subscription_count() > 0, 30.0)
+        peer.spin_until(camera.connected, 30.0)
         with BagSource(bag) as source:
             for frame in source.frames():
-                header = Header(frame_id=frame.frame_id)
-                header.stamp.sec, header.stamp.nanosec = divmod(frame.stamp, 10**9)
-                info_pub.publish(camera_info_msg(frame.intrinsics.K, frame.intrinsics.size, header))
-                image_pub.publish(rgb_to_image_msg(frame.rgb, header))
+                camera.publish(frame.rgb, frame.intrinsics.K, frame.stamp, frame.frame_id)
                 published[frame.stamp] = time.monotonic()
-                executor.spin_once(timeout_sec=0.0)
-                _spin_until(executor, lambda: False, 1.0 / conf.rate)
-        _spin_until(executor, lambda: False, 5.0)  # the last answers
-    finally:
-        executor.shutdown()
-        peer.destroy_node()
-        rclpy.shutdown(context=context)
+                peer.spin_until(lambda: False, 1.0 / conf.rate)
+        peer.spin_until(lambda: False, 5.0)  # the last answers
     return received, published
-
-
-def _spin_until(executor, condition, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not condition():
-        executor.spin_once(timeout_sec=0.02)
 
 
 def _print_table(conf: BagDemoConfig, backend: str, bag: Path, received, published) -> None:
@@ -159,23 +135,19 @@ def _print_table(conf: BagDemoConfig, backend: str, bag: Path, received, publish
         points = obj.sample_points(500)
         errors, latencies = [], []
         for msg, arrival in received[name]:
-            stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+            stamp = stamp_ns(msg)
             latencies.append(1000 * (arrival - published.get(stamp, arrival)))
             if stamp in truth[name]:
-                errors.append(adds_error(*_pose(msg), truth[name][stamp][:3, :3],
-                                         truth[name][stamp][:3, 3], points))  # fmt: skip
+                T = pose_from_message(msg)
+                T_true = truth[name][stamp]
+                errors.append(
+                    adds_error(T[:3, :3], T[:3, 3], T_true[:3, :3], T_true[:3, 3], points)
+                )
         median = f"{1000 * np.median(errors):.1f}" if errors else "-"
         recall = np.mean(np.asarray(errors) < 0.1 * obj.diameter) if errors else 0.0
         latency = f"{np.median(latencies):.0f}" if latencies else "-"
         print(f"{name:<22}{len(truth[name]):>8}{len(received[name]):>7}{median:>10}"
               f"{recall:>7.0%}{latency:>12}")  # fmt: skip
-
-
-def _pose(msg: PoseStamped) -> tuple[np.ndarray, np.ndarray]:
-    from scipy.spatial.transform import Rotation
-
-    q, p = msg.pose.orientation, msg.pose.position
-    return Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix(), np.array([p.x, p.y, p.z])
 
 
 def cli(argv: list[str] | None = None) -> None:
