@@ -11,7 +11,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rclpy.parameter_client import AsyncParameterClient
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
@@ -49,15 +49,17 @@ def peer():
 
 
 @pytest.fixture
-def node(tmp_path, cache_dir):
+def node(request, tmp_path, cache_dir):
+    """The node under test; `indirect` parametrisation adds or overrides parameters."""
+    parameters = {
+        "backend": "sift",
+        "objects": f"[{OBJECT}]",
+        "templates_per_object": 48,
+        "publish_debug_image": True,
+    }
     process = NodeProcess(
         tmp_path / "node.log",
-        {
-            "backend": "sift",
-            "objects": f"[{OBJECT}]",
-            "templates_per_object": 48,
-            "publish_debug_image": True,
-        },
+        parameters | getattr(request, "param", {}),
         env={"XDG_CACHE_HOME": str(cache_dir)},
     )
     yield process
@@ -84,11 +86,13 @@ def _camera_info(K: np.ndarray, size=SIZE, frame_id: str = FRAME_ID) -> CameraIn
 class Link:
     """The peer's publishers and what it received from the node."""
 
-    def __init__(self, peer: TestPeer, node: NodeProcess):
+    def __init__(
+        self, peer: TestPeer, node: NodeProcess, qos: QoSProfile = qos_profile_sensor_data
+    ):
         self.peer, self.node = peer, node
         create = peer.node.create_publisher
-        self.image = create(Image, "image", qos_profile_sensor_data)
-        self.info = create(CameraInfo, "camera_info", qos_profile_sensor_data)
+        self.image = create(Image, "image", qos)
+        self.info = create(CameraInfo, "camera_info", qos)
         self.poses: list[PoseStamped] = []
         self.markers: list[MarkerArray] = []
         self.debug: list[Image] = []
@@ -120,13 +124,17 @@ class Link:
                 return next(p for p in self.poses if p.header.stamp.sec == stamp)
         raise AssertionError(f"no pose for stamp {stamp}:\n{self.node.log()}")
 
-    def wait_for_log(self, text: str, resend: tuple | None = None, timeout=15.0) -> bool:
-        for _ in range(int(timeout)):
-            if resend:
-                self.send(*resend)
-            if self.peer.spin_until(lambda: text in self.node.log(), 1.0):
-                return True
-        return False
+    def send_and_wait_for_log(self, text: str, image: Image, info: CameraInfo | None) -> bool:
+        """Send once (this needs a reliable link) and wait until the node logs `text`.
+
+        CameraInfo goes first, a second ahead: two topics have no mutual ordering, and the
+        frame must meet the CameraInfo of its own case, not the previous one."""
+        if info is not None:
+            info.header.stamp = image.header.stamp
+            self.info.publish(info)
+            self.peer.spin_until(lambda: False, 1.0)
+        self.image.publish(image)
+        return self.peer.spin_until(lambda: text in self.node.log(), 30.0)
 
 
 def _pose_error(msg: PoseStamped, T_true: np.ndarray) -> tuple[float, float]:
@@ -164,8 +172,11 @@ def test_markers_of_an_object_no_longer_seen_are_deleted(peer, node, scene):
     raise AssertionError("no DELETE markers after the object left the image")
 
 
+# Reliable delivery: each bad frame must reach the node (a lost best-effort frame of 900 kB under
+# CI load made this test flaky); the best-effort default is exercised by the other tests.
+@pytest.mark.parametrize("node", [{"qos": "reliable"}], indirect=True)
 def test_bad_input_is_logged_and_the_node_keeps_answering(peer, node, scene):
-    link = Link(peer, node)
+    link = Link(peer, node, QoSProfile(depth=5))
     good = _image_msg(scene.rgb, 30)
     info = _camera_info(scene.K)
     truncated = _image_msg(scene.rgb, 31)
@@ -180,9 +191,10 @@ def test_bad_input_is_logged_and_the_node_keeps_answering(peer, node, scene):
         ((_image_msg(scene.rgb, 36), _camera_info(np.zeros((3, 3)))), "unusable K"),
         ((small, info), "different aspect ratio"),
     ]
-    for resend, symptom in cases:
+    for (image, camera_info), symptom in cases:
         # one case at a time: the node keeps only the newest frame
-        assert link.wait_for_log(symptom, resend), f"{symptom!r} not logged:\n{node.log()}"
+        logged = link.send_and_wait_for_log(symptom, image, camera_info)
+        assert logged, f"{symptom!r} not logged:\n{node.log()}"
     assert node.alive()
     link.pose_for(30, good, info)  # a good frame still gets its pose
     assert not any(p.header.stamp.sec in range(31, 37) for p in link.poses)
