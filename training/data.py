@@ -28,6 +28,13 @@ class DataConfig:
     i0_margin: float = 0.1  # fraction of the object's box added around the I0 crop
     val_scenes: int = 2
     gap: int = 1  # frame distance within a training pair (the paper pairs adjacent frames)
+    # Wider baselines: training pairs also span gap + 1 … max_gap frames (None: gap only), as
+    # the templates a frame is matched against are up to tens of degrees away.
+    max_gap: int | None = None
+    # I0 crops turn by up to ± this and zoom by up to × (1 ± i0_zoom): templates show objects
+    # upright at one scale, frames show them at any roll and size.
+    i0_rotation_degrees: float = 0.0
+    i0_zoom: float = 0.0
     val_gap: int = 3  # validation pairs are further apart: adjacent frames are too easy to score
 
 
@@ -47,8 +54,8 @@ class TrainingPairs(Dataset):
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"training data folder not found: {root}")
-        gap = conf.gap if split == "train" else conf.val_gap
-        self.pairs = PairDataset(root, PairConfig(gap=gap), strict=False)
+        gaps = (conf.gap, conf.max_gap) if split == "train" else (conf.val_gap, None)
+        self.pairs = PairDataset(root, PairConfig(gap=gaps[0], max_gap=gaps[1]), strict=False)
         scenes = len(self.pairs.scenes)
         if scenes <= conf.val_scenes:
             raise ValueError(
@@ -120,7 +127,8 @@ def _crop(sample: dict, size: tuple[int, int], rng: np.random.Generator) -> dict
 
 
 def _i0_crops(pair: FramePair, origin1: np.ndarray, conf: DataConfig, rng) -> list[dict]:
-    """Up to `i0_per_pair` I0 renders of frame 1, square-cropped and resized to i0_size."""
+    """Up to `i0_per_pair` I0 renders of frame 1, square-cropped and resized to i0_size, turned
+    and zoomed at random; "affine" (2×3) maps I1 crop pixels to I0 crop pixels."""
     renders = list(pair.i0_1.values())
     rng.shuffle(renders)
     crops = []
@@ -129,20 +137,23 @@ def _i0_crops(pair: FramePair, origin1: np.ndarray, conf: DataConfig, rng) -> li
         side = max(x1 - x0, y1 - y0) * (1 + conf.i0_margin)
         if side < 8:
             continue
-        scale = conf.i0_size / side
-        corner = np.array([(x0 + x1) / 2 - side / 2, (y0 + y1) / 2 - side / 2])
-        matrix = np.array([[scale, 0, -scale * corner[0]], [0, scale, -scale * corner[1]]])
+        angle = rng.uniform(-conf.i0_rotation_degrees, conf.i0_rotation_degrees)
+        zoom = conf.i0_size / side * rng.uniform(1 - conf.i0_zoom, 1 + conf.i0_zoom)
+        # frame pixel → I0 pixel: turn and zoom about the box centre, which lands mid-crop
+        centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
+        matrix = cv2.getRotationMatrix2D(tuple(centre), angle, zoom)
+        matrix[:, 2] += conf.i0_size / 2 - centre
         shape = (conf.i0_size, conf.i0_size)
         background = tuple(int(c) for c in render.rgb[0, 0]) if not render.mask[0, 0] else 0
         mask = render.mask.astype(np.uint8)
+        affine = matrix.copy()
+        affine[:, 2] += matrix[:, :2] @ origin1  # I1 crop pixel p = frame pixel − origin1
         crops.append(
             {
                 "rgb": cv2.warpAffine(render.rgb, matrix, shape, borderValue=background),
                 "mask": cv2.warpAffine(mask, matrix, shape, flags=cv2.INTER_NEAREST) > 0,
                 "object_id": render.instance_id,
-                # I1 crop pixel p ↔ I0 pixel (p + origin1 − corner) · scale
-                "origin": (corner - origin1).astype(np.float32),
-                "scale": np.float32(scale),
+                "affine": affine.astype(np.float32),
             }
         )
     return crops
@@ -171,8 +182,7 @@ def collate_pairs(samples: list[dict]) -> PairBatch:
         i0=_stack_i0([c["rgb"] for _, c in i0], (0, side, side, 3)).permute(0, 3, 1, 2) / 255.0,
         i0_pair=torch.tensor([b for b, _ in i0], dtype=torch.long),
         i0_object=torch.tensor([c["object_id"] for _, c in i0], dtype=torch.long),
-        i0_origin=_stack_i0([c["origin"] for _, c in i0], (0, 2)),
-        i0_scale=torch.tensor([float(c["scale"]) for _, c in i0]),
+        i0_affine=_stack_i0([c["affine"] for _, c in i0], (0, 2, 3)),
         i0_mask=_stack_i0([c["mask"] for _, c in i0], (0, side, side)).bool(),
     )
 

@@ -32,6 +32,7 @@ LOG = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class PairConfig:
     gap: int = 1  # pair frame i with frame i + gap (the paper uses adjacent frames)
+    max_gap: int | None = None  # also i + gap + 1 … i + max_gap: wider baselines (None: gap only)
     depth_tolerance: float = 0.005  # metres: reprojected depth may differ this much ...
     relative_tolerance: float = 0.02  # ... or this fraction of the depth, whichever is larger
     check_labels: bool = True  # a correspondence must also land on the same instance
@@ -208,7 +209,7 @@ def object_renders(frame: FrameData, meta: SceneMeta) -> dict[int, ObjectRender]
 
 
 class PairDataset(Dataset):
-    """All (frame i, frame i + gap) pairs of the scenes under `root`, as `FramePair`s.
+    """All (frame i, frame i + g) pairs, gap ≤ g ≤ max_gap, of the scenes under `root`.
 
     Only published scene folders (scene_NNNNNN) are read. A folder that does not validate raises
     `SceneFormatError` naming it, unless `strict=False`, which logs and skips it.
@@ -216,8 +217,9 @@ class PairDataset(Dataset):
 
     def __init__(self, root: str | Path, conf: PairConfig | None = None, strict: bool = True):
         self.conf = conf or PairConfig()
-        if self.conf.gap < 1:
-            raise ValueError(f"gap must be ≥ 1, got {self.conf.gap}")
+        max_gap = self.conf.max_gap or self.conf.gap
+        if self.conf.gap < 1 or max_gap < self.conf.gap:
+            raise ValueError(f"need 1 ≤ gap ≤ max_gap, got {self.conf.gap}, {self.conf.max_gap}")
         self.scenes: list[tuple[Path, SceneMeta]] = []
         for folder in list_scenes(root):
             try:
@@ -227,9 +229,10 @@ class PairDataset(Dataset):
                     raise
                 LOG.warning("skipping %s", error)
         self.pairs = [
-            (s, i, i + self.conf.gap)
+            (s, i, i + gap)
             for s, (_, meta) in enumerate(self.scenes)
-            for i in range(len(meta.frames) - self.conf.gap)
+            for gap in range(self.conf.gap, max_gap + 1)
+            for i in range(len(meta.frames) - gap)
         ]
 
     def __len__(self) -> int:

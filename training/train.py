@@ -276,11 +276,14 @@ def cli(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run folder")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--steps", type=int, help="override the number of steps")
+    parser.add_argument("--init", type=Path, help="override the checkpoint to start from")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     conf = load_config(TrainConfig(), args.config) if args.config else TrainConfig()
     if args.steps:
         conf = dataclasses.replace(conf, steps=args.steps)
+    if args.init:
+        conf = dataclasses.replace(conf, init=str(args.init))
     try:
         final = main(conf, args.data, args.out, args.resume)
     except (TrainingError, CheckpointError, FileNotFoundError, ValueError) as error:

@@ -189,3 +189,10 @@ def test_preview_writes_a_contact_sheet(scene, tmp_path):
     assert preview_main([str(scene), "--out", str(out)]) == 0
     image = cv2.imread(str(out))
     assert image is not None and image.shape == (*sheet.shape[:2], 3)
+
+
+def test_max_gap_adds_the_wider_pairs_and_rejects_a_smaller_one(root):
+    dataset = PairDataset(root, PairConfig(gap=1, max_gap=2))
+    assert sorted((a, b) for s, a, b in dataset.pairs if s == 0) == [(0, 1), (0, 2), (1, 2)]
+    with pytest.raises(ValueError, match="gap ≤ max_gap"):
+        PairDataset(root, PairConfig(gap=2, max_gap=1))
