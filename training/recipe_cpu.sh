@@ -2,8 +2,10 @@
 # The CPU recipe behind the shipped checkpoint, from nothing to evaluated weights on 2 cores:
 #   1. ~25 min: 600 PPDR scenes × 10 frames at 320×240 (HOPE + LM-O meshes + distractors),
 #      two generator shards in parallel;
-#   2. ~50 min: training/configs/cpu.yaml (2000 steps, batch 4);
-#   3. ~5 min: bench/matching.py, ockd against SIFT on held-out synthetic and real LM-O pairs,
+#   2. ~50 min: training/configs/cpu.yaml (2000 steps, batch 4), into RUN/stage1;
+#   3. ~45 min: training/configs/cpu_wide.yaml (1600 steps from stage 1: wide baselines, turned
+#      I0, the template term), into RUN;
+#   4. ~5 min: bench/matching.py, ockd against SIFT on held-out synthetic and real LM-O pairs,
 #      then the fp16 export with its record (copy RUN/ockd_default.* to ockd_ros/weights/ to ship).
 # Every step resumes: re-running skips finished scenes and continues training from RUN/last.pt.
 #
@@ -20,10 +22,13 @@ mkdir -p "$RUN"
 "$PY" -m ockd_ros.training.scenes "${GEN[@]}" --shard 1/2 2> "$RUN/generate_1.log"
 wait
 
-RESUME=()
-[ -f "$RUN/last.pt" ] && RESUME=(--resume)
-"$PY" -m ockd_ros.training.train --config training/configs/cpu.yaml --data "$DATA" --out "$RUN" \
-    "${RESUME[@]}"
+train() {  # train CONFIG OUT [ARGS...]: resumes from OUT/last.pt when a run was cut off
+    local resume=()
+    [ -f "$2/last.pt" ] && resume=(--resume)
+    "$PY" -m ockd_ros.training.train --config "$1" --data "$DATA" --out "$2" "${@:3}" "${resume[@]}"
+}
+[ -f "$RUN/stage1/final.pt" ] || train training/configs/cpu.yaml "$RUN/stage1"
+train training/configs/cpu_wide.yaml "$RUN" --init "$RUN/stage1/final.pt"
 
 "$PY" bench/matching.py --data "$DATA" --bop ../shared/data/lmo --checkpoint "$RUN/final.pt" \
     --out "$RUN/matching.md"
