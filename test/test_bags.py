@@ -29,8 +29,8 @@ from ockd_ros.bags import (
 )
 from ockd_ros.geometry import make_pose
 from ockd_ros.pose import EstimatorConfig, TemplateConfig
+from test.paths import LMO
 
-LMO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lmo"
 K = np.array([[200.0, 0.0, 79.5], [0.0, 201.0, 59.5], [0.0, 0.0, 1.0]])
 OBJECTS = ("cream_cheese", "macaroni_and_cheese")
 

@@ -13,8 +13,8 @@ from ockd_ros.geometry import make_pose
 from ockd_ros.meshes import load_object, resolve_object
 from ockd_ros.pose import EstimatorConfig, TemplateConfig
 from ockd_ros.samples import default_camera, photo_background
+from test.paths import LMO
 
-LMO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "lmo"
 SIZE = (640, 480)
 
 
