@@ -9,20 +9,8 @@ import torch
 from ockd_ros.model import NetworkConfig, OCKDNet
 from ockd_ros.training.data import DataConfig, TrainingPairs, collate_pairs
 from ockd_ros.training.objective import LossConfig, compute_losses
-from ockd_ros.training.scenes import SceneConfig, generate
 
 TURNED = DataConfig(val_scenes=1, i0_size=64, crop=(80, 72), i0_rotation_degrees=180, i0_zoom=0.3)
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("scenes")
-    conf = SceneConfig(
-        meshes="ketchup,milk,cream_cheese", scenes=2, frames_per_scene=3, size=(96, 96),
-        objects_per_scene=3, distractors=(0, 1), max_texture_size=256,
-    )  # fmt: skip
-    generate(conf, out, progress=False)
-    return out
 
 
 def test_i0_affine_maps_crop_pixels_onto_the_turned_and_zoomed_render(data_dir):

@@ -13,21 +13,9 @@ from ockd_ros.model import NetworkConfig, OCKDNet, load_checkpoint, save_checkpo
 from ockd_ros.model.checkpoint import read_checkpoint
 from ockd_ros.training.data import DataConfig, TrainingPairs, collate_pairs
 from ockd_ros.training.objective import compute_losses
-from ockd_ros.training.scenes import SceneConfig, generate
 from ockd_ros.training.train import TrainConfig, TrainingError, main
 
 NETWORK = NetworkConfig(decoder_channels=(32, 32))
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("scenes")
-    conf = SceneConfig(
-        meshes="ketchup,milk,cream_cheese", scenes=3, frames_per_scene=4, size=(96, 96),
-        objects_per_scene=3, distractors=(0, 1), max_texture_size=256,
-    )  # fmt: skip
-    generate(conf, out, progress=False)
-    return out
 
 
 def _conf(**overrides) -> TrainConfig:
