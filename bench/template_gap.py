@@ -7,6 +7,7 @@ templates; the table gives how many gave a pose within 1 cm and 5° and the medi
 (0 when no pose). It locates the template-to-scene gap: where `ockd` stops and SIFT does not.
 
     python bench/template_gap.py [--object macaroni_and_cheese] [--templates 8] [--checkpoint PT]
+                                 [--max-ratio 0.8]
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from scipy.spatial.transform import Rotation
 from ockd_ros.geometry import make_pose
 from ockd_ros.meshes import load_object
 from ockd_ros.pose import Estimator, EstimatorConfig, TemplateConfig
+from ockd_ros.pose.matching import MatchingConfig
 from ockd_ros.render import Renderer
 from ockd_ros.samples import photo_background
 
@@ -95,7 +97,11 @@ def main(args: argparse.Namespace) -> None:
                 {"checkpoint": args.checkpoint} if backend == "ockd" and args.checkpoint else {}
             )
             conf = EstimatorConfig(
-                backend=backend, features=features, templates=TemplateConfig(), cache_dir=cache
+                backend=backend,
+                features=features,
+                templates=TemplateConfig(),
+                matching=MatchingConfig(max_ratio=args.max_ratio),
+                cache_dir=cache,
             )
             estimator = Estimator(conf, [obj], renderer=renderer)
             count = estimator.banks[obj.name].num_templates
@@ -119,4 +125,5 @@ if __name__ == "__main__":
     parser.add_argument("--object", default="macaroni_and_cheese")
     parser.add_argument("--templates", type=int, default=8)
     parser.add_argument("--checkpoint", help="ockd weights (default: the shipped ones)")
+    parser.add_argument("--max-ratio", type=float, default=MatchingConfig.max_ratio)
     main(parser.parse_args())
