@@ -89,7 +89,10 @@ def run_condition(estimator: Estimator, renderer, obj, templates, condition) -> 
 
 def main(args: argparse.Namespace) -> None:
     obj = load_object(args.object)
-    rng = np.random.default_rng(0)
+    template_conf = TemplateConfig()
+    count = template_conf.views * template_conf.inplane
+    # the same templates for both backends: the columns compare the same frames
+    templates = np.random.default_rng(0).choice(count, min(args.templates, count), replace=False)
     results = {}
     with Renderer() as renderer, tempfile.TemporaryDirectory() as cache:
         for backend in BACKENDS:
@@ -99,18 +102,16 @@ def main(args: argparse.Namespace) -> None:
             conf = EstimatorConfig(
                 backend=backend,
                 features=features,
-                templates=TemplateConfig(),
+                templates=template_conf,
                 matching=MatchingConfig(max_ratio=args.max_ratio),
                 cache_dir=cache,
             )
             estimator = Estimator(conf, [obj], renderer=renderer)
-            count = estimator.banks[obj.name].num_templates
-            templates = rng.choice(count, size=min(args.templates, count), replace=False)
             for condition in CONDITIONS:
                 results[backend, condition.name] = run_condition(
                     estimator, renderer, obj, templates, condition
                 )
-    n = min(args.templates, count)
+    n = len(templates)
     print(f"\n{obj.name}: {n} templates per condition, frames 256×256 with the templates' K\n")
     print("| condition | ockd within 1 cm/5° | ockd median inliers | sift within 1 cm/5° "
           "| sift median inliers |")  # fmt: skip

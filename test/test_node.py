@@ -108,10 +108,13 @@ class Link:
         )
         assert ready, f"node not ready:\n{node.log()}"
 
-    def send(self, image: Image, info: CameraInfo | None) -> None:
+    def send(self, image: Image, info: CameraInfo | None, info_lead: float = 0.0) -> None:
+        """Publish CameraInfo (stamped like the frame), then `info_lead` seconds later the frame."""
         if info is not None:
             info.header.stamp = image.header.stamp
             self.info.publish(info)
+            if info_lead:
+                self.peer.spin_until(lambda: False, info_lead)
         self.image.publish(image)
 
     def pose_for(self, stamp: int, image: Image, info: CameraInfo, timeout=30.0) -> PoseStamped:
@@ -129,11 +132,7 @@ class Link:
 
         CameraInfo goes first, a second ahead: two topics have no mutual ordering, and the
         frame must meet the CameraInfo of its own case, not the previous one."""
-        if info is not None:
-            info.header.stamp = image.header.stamp
-            self.info.publish(info)
-            self.peer.spin_until(lambda: False, 1.0)
-        self.image.publish(image)
+        self.send(image, info, info_lead=1.0)
         return self.peer.spin_until(lambda: text in self.node.log(), 30.0)
 
 
