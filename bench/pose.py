@@ -27,7 +27,7 @@ from timing import median_seconds
 
 from ockd_ros.meshes import load_object
 from ockd_ros.pose import Estimator, EstimatorConfig, TemplateConfig
-from ockd_ros.pose.matching import BankDescriptors, mutual_nn, select_object
+from ockd_ros.pose.matching import BankDescriptors, match_templates, select_object
 from ockd_ros.render import Renderer
 from ockd_ros.samples import default_camera, object_row_poses, photo_background
 
@@ -85,8 +85,10 @@ def time_matching(
             BankDescriptors(one.descriptors, one.template_ids, 1)
             for one in (subset.subset([t]) for t in range(count))
         ]
-        batched = median_seconds(lambda p=bank_desc: mutual_nn(desc, p, conf), repeats)
-        looped = median_seconds(lambda s=singles: [mutual_nn(desc, p, conf) for p in s], repeats)
+        batched = median_seconds(lambda p=bank_desc: match_templates(desc, p, conf), repeats)
+        looped = median_seconds(
+            lambda s=singles: [match_templates(desc, p, conf) for p in s], repeats
+        )
         rows.append((count, batched, looped))
     return rows
 

@@ -7,6 +7,7 @@ from ockd_ros.features.ockd import (
     OckdConfig,
     OckdExtractor,
     detect_keypoints,
+    grid_keypoints,
     object_mask,
     sample_descriptors,
 )
@@ -43,6 +44,29 @@ def test_top_k_and_border():
     assert keypoints[:, 0].tolist() == [46, 42, 38]
     keypoints, _ = detect_keypoints(_map_with_peaks(peaks), 1.5, 1, 100, 4)
     assert keypoints[:, 0].min() >= 4 and keypoints[:, 0].max() < 46
+
+
+def test_grid_keypoints_cover_the_image_evenly_strongest_first():
+    reliability = torch.rand(30, 41)
+    keypoints, scores = grid_keypoints(reliability, 4, 3)
+    xs, ys = keypoints[:, 0].unique(), keypoints[:, 1].unique()
+    assert len(keypoints) == len(xs) * len(ys)
+    assert set(torch.diff(xs).tolist()) == {4.0} and set(torch.diff(ys).tolist()) == {4.0}
+    # Inside the border, and centred: the margins left and right differ by less than a step.
+    assert xs.min() >= 3 and xs.max() <= 41 - 1 - 3 and ys.min() >= 3 and ys.max() <= 30 - 1 - 3
+    assert abs((xs.min() - 3) - (41 - 1 - 3 - xs.max())) <= 1
+    assert torch.all(scores[:-1] >= scores[1:])
+    torch.testing.assert_close(scores, reliability[keypoints[:, 1].long(), keypoints[:, 0].long()])
+
+
+def test_grid_extractor_ignores_the_detector():
+    model = OCKDNet(SMALL)
+    image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    grid = OckdExtractor(OckdConfig(device="cpu", grid_stride=8, max_keypoints=1), model=model)
+    features = grid.extract(image)
+    assert len(features) == len(grid_keypoints(torch.zeros(48, 64), 8, 4)[0]) > 1
+    with pytest.raises(ValueError, match="invalid extractor config"):
+        OckdExtractor(OckdConfig(device="cpu", grid_stride=-1), model=model)
 
 
 def test_detect_refuses_batched_maps():

@@ -40,6 +40,11 @@ class LossConfig:
     # match our pose estimator makes, a frame against clean renders. 0: the paper's objective.
     template_negatives: int = 0
     lambda_template: float = 1.0
+    # The inter-object InfoNCE once more, anchored on the I0 render's descriptor: positives are
+    # the object's pixels in I2, negatives other objects and background. Pose selects an
+    # object's pixels with the mean descriptor of its clean templates, so that anchor must work;
+    # as a mere extra positive (semantic_consistency) I0 can stay far from the frame.
+    template_inter: bool = False
     decoupled: bool = True  # False: one 96-d descriptor serves both losses (ablation)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
@@ -87,7 +92,7 @@ def compute_losses(
     out0 = model(batch.i0) if conf.semantic_consistency and len(batch.i0) else None
 
     terms: dict[str, torch.Tensor] = {}
-    intra_losses, inter_losses, template_losses, reliabilities = [], [], [], []
+    intra_losses, inter_losses, template_losses, anchor_losses, reliabilities = [], [], [], [], []
     for b in range(count):
         queries = sample_queries(
             batch.labels1[b].cpu(), batch.labels2[b].cpu(), batch.corr12[b].cpu(),
@@ -96,12 +101,13 @@ def compute_losses(
         if len(queries) == 0:
             continue
         queries = _to_device(queries, batch.image1.device)
-        intra, inter, template = _pair_losses(
+        intra, inter, template, anchored = _pair_losses(
             out, count, b, queries, out0, batch, size, conf, generator
         )
         intra_losses.append(intra)
         inter_losses.append(inter)
         template_losses.append(template)
+        anchor_losses.append(anchored)
         qx, qy = queries.query[:, 0].long(), queries.query[:, 1].long()
         reliabilities.append(rel1[b, 0, qy, qx])
     if not intra_losses:
@@ -118,6 +124,10 @@ def compute_losses(
     if len(template):
         terms["template"] = template.mean()
         total = total + conf.lambda_template * terms["template"]
+    anchored = torch.cat(anchor_losses)
+    if len(anchored):
+        terms["template_inter"] = anchored.mean()
+        total = total + conf.lambda_template * terms["template_inter"]
     if conf.repeatability:
         rep = repeatability_loss(
             rel1, warp_to_first(rel2, batch.corr12), batch.valid12, conf.patch, conf.alpha
@@ -161,8 +171,9 @@ class I0Points:
 
 
 def _pair_losses(out, count, b, queries: QuerySet, out0, batch: PairBatch, size, conf, generator):
-    """Per-query intra and inter InfoNCE losses (Q each), and the template losses of the queries
-    that have an I0 point (empty unless `conf.template_negatives`)."""
+    """Per-query intra and inter InfoNCE losses (Q each), and the template and I0-anchored inter
+    losses of the queries that have an I0 point (empty unless `conf.template_negatives`,
+    `conf.template_inter`)."""
     intra1, inter1 = _descriptors(out, b, conf.decoupled)
     intra2, inter2 = _descriptors(out, count + b, conf.decoupled)
     q_intra, q_inter = _lookup(intra1, queries.query, size), _lookup(inter1, queries.query, size)
@@ -171,7 +182,7 @@ def _pair_losses(out, count, b, queries: QuerySet, out0, batch: PairBatch, size,
     intra_pos_valid = torch.ones_like(intra_pos[..., 0], dtype=torch.bool)
     inter_pos = _lookup(inter2, queries.inter_positives, size)
     inter_pos_valid = queries.inter_pos_valid
-    template = q_intra.new_zeros(0)
+    template = anchored = q_intra.new_zeros(0)
     i0 = _i0_points(out0, batch, b, queries, conf) if out0 is not None else None
     if i0 is not None:
         intra_pos = torch.cat([intra_pos, i0.intra[:, None]], dim=1)
@@ -180,6 +191,15 @@ def _pair_losses(out, count, b, queries: QuerySet, out0, batch: PairBatch, size,
         inter_pos_valid = torch.cat([inter_pos_valid, i0.valid[:, None]], dim=1)
         if conf.template_negatives:
             template = _template_losses(out0, batch, q_intra, i0, conf, generator)
+        if conf.template_inter:
+            anchored = info_nce(
+                i0.inter[i0.valid],
+                _lookup(inter2, queries.inter_positives[i0.valid], size),
+                queries.inter_pos_valid[i0.valid],
+                _lookup(inter2, queries.inter_negatives[i0.valid], size),
+                queries.inter_neg_valid[i0.valid],
+                conf.tau_inter,
+            )
 
     intra = info_nce(
         q_intra, intra_pos, intra_pos_valid,
@@ -189,7 +209,7 @@ def _pair_losses(out, count, b, queries: QuerySet, out0, batch: PairBatch, size,
         q_inter, inter_pos, inter_pos_valid,
         _lookup(inter2, queries.inter_negatives, size), queries.inter_neg_valid, conf.tau_inter,
     )  # fmt: skip
-    return intra, inter, template
+    return intra, inter, template, anchored
 
 
 def _i0_points(out0: NetworkOutput, batch: PairBatch, b: int, queries: QuerySet, conf):

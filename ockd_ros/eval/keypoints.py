@@ -19,10 +19,11 @@ from ockd_ros.eval.bop import BopDataset
 from ockd_ros.eval.mma import score_matches
 from ockd_ros.features.types import FeatureExtractor, Features
 from ockd_ros.geometry import backproject, invert_pose, make_pose, project, transform_points
-from ockd_ros.meshes import load_object
+from ockd_ros.meshes import ObjectMesh, load_object
 from ockd_ros.render import Renderer
 
 THRESHOLDS = (5, 7)
+MIN_VISIBLE_PIXELS = 100  # objects less visible than this in a frame make no pair
 
 
 @dataclass
@@ -48,6 +49,7 @@ class BackendScore:
 
     mma: dict[int, list[float]] = field(default_factory=lambda: {t: [] for t in THRESHOLDS})
     keypoints: list[int] = field(default_factory=list)
+    matches: list[int] = field(default_factory=list)  # scored matches per pair
     by_label: dict[str, list[float]] = field(default_factory=dict)  # MMA@5 per label
 
     def add(self, label: str, features1: Features, features2: Features, pair) -> None:
@@ -55,6 +57,7 @@ class BackendScore:
         for threshold in THRESHOLDS:
             self.mma[threshold].append(score.mma(threshold))
         self.keypoints.append(len(features2))
+        self.matches.append(score.matches)
         self.by_label.setdefault(label, []).append(score.mma(5))
 
     def mean_mma(self, threshold: int) -> float:
@@ -89,7 +92,11 @@ def bop_reference_pairs(
     seed: int = 0,
     depth_tolerance: float = 0.01,
 ) -> Iterator[MatchingPair]:
-    """Rendered reference view (image 1) → real frame (image 2) pairs, one per annotated object."""
+    """Rendered reference view (image 1) → real frame (image 2) pairs, one per annotated object.
+
+    Visibility in the real frame comes from a render of every annotated object at its
+    ground-truth pose (real frames have no instance labels of their own).
+    """
     rng = np.random.default_rng(seed)
     objects = {obj_id: load_object(model.spec()) for obj_id, model in dataset.models.items()}
     for frame in dataset.frames():
@@ -100,23 +107,44 @@ def bop_reference_pairs(
         scene = renderer.render(gt_objects, gt_poses, frame.K, size)
         for index, (obj, T_gt) in enumerate(zip(gt_objects, gt_poses, strict=True)):
             visible = scene.mask(index)
-            if visible.sum() < 100:
-                continue
-            turn = Rotation.from_rotvec(_random_axis(rng) * np.radians(rotation_deg))
-            T_ref = make_pose(turn.as_matrix() @ T_gt[:3, :3], T_gt[:3, 3])
-            reference = renderer.render([obj], [T_ref], frame.K, size)
-            corr, valid = _reference_correspondence(
-                reference.depth, frame.K, T_ref, T_gt, scene.depth, visible, depth_tolerance
-            )
-            region2 = cv2.dilate(visible.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
-            yield MatchingPair(
-                obj.name, reference.rgb, rgb, corr, valid, reference.mask(0), region2
-            )
+            if visible.sum() >= MIN_VISIBLE_PIXELS:
+                turn = random_turn(rng, rotation_deg)
+                yield reference_pair(
+                    renderer, obj, T_gt, rgb, frame.K, visible, scene.depth, turn, depth_tolerance
+                )
 
 
-def _random_axis(rng: np.random.Generator) -> np.ndarray:
+def reference_pair(
+    renderer: Renderer,
+    obj: ObjectMesh,
+    T_gt: np.ndarray,
+    frame_rgb: np.ndarray,
+    K: np.ndarray,
+    visible: np.ndarray,
+    scene_depth: np.ndarray,
+    turn: np.ndarray,
+    depth_tolerance: float = 0.01,
+) -> MatchingPair:
+    """The object rendered alone at T_gt turned by `turn` (3×3, about its centre) → the frame.
+
+    visible: H×W bool, the object's unoccluded pixels in the frame; scene_depth: H×W metres, for
+    the occlusion check.
+    """
+    size = (frame_rgb.shape[1], frame_rgb.shape[0])
+    T_ref = make_pose(turn @ T_gt[:3, :3], T_gt[:3, 3])
+    reference = renderer.render([obj], [T_ref], K, size)
+    corr, valid = _reference_correspondence(
+        reference.depth, K, T_ref, T_gt, scene_depth, visible, depth_tolerance
+    )
+    region2 = cv2.dilate(visible.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    return MatchingPair(obj.name, reference.rgb, frame_rgb, corr, valid, reference.mask(0), region2)
+
+
+def random_turn(rng: np.random.Generator, degrees: float) -> np.ndarray:
+    """A 3×3 rotation by `degrees` about a uniformly random axis."""
     axis = rng.normal(size=3)
-    return axis / np.linalg.norm(axis)
+    axis /= np.linalg.norm(axis)
+    return Rotation.from_rotvec(axis * np.radians(degrees)).as_matrix()
 
 
 def _reference_correspondence(depth_ref, K, T_ref, T_gt, scene_depth, visible, tolerance):

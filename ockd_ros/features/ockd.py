@@ -34,6 +34,10 @@ class OckdConfig:
     nms_radius: int = 1  # 1 → 3×3 non-maximum suppression
     max_keypoints: int = 1024
     border: int = 4  # pixels at the image border never hold keypoints
+    # > 0: keypoints on a regular grid every `grid_stride` pixels instead of detector maxima
+    # (r_thr, nms_radius and max_keypoints then do not apply). The descriptors match well
+    # across views where the detector fires on few pixels of an object, so pose uses the grid.
+    grid_stride: int = 0
     mask_threshold: float = 0.5  # cosine to the reference inter-object descriptor
     test_time_bn: bool = False  # BatchNorm with the image's own statistics (paper's trick)
 
@@ -43,7 +47,8 @@ class OckdExtractor:
 
     def __init__(self, conf: OckdConfig | None = None, model: OCKDNet | None = None):
         self.conf = conf or OckdConfig()
-        if self.conf.r_thr < 0 or self.conf.max_keypoints < 1 or self.conf.nms_radius < 0:
+        conf = self.conf
+        if conf.r_thr < 0 or conf.max_keypoints < 1 or conf.nms_radius < 0 or conf.grid_stride < 0:
             raise ValueError(f"invalid extractor config: {self.conf}")
         self.device = resolve_device(self.conf.device)
         self.model = (model or _load_model(self.conf.checkpoint)).to(self.device).eval()
@@ -66,13 +71,17 @@ class OckdExtractor:
         norm_mode = batch_statistics(self.model) if self.conf.test_time_bn else _no_change()
         with norm_mode:
             out = self.model(tensor)
-        keypoints, scores = detect_keypoints(
-            out.reliability[0, 0].float(),
-            self.conf.r_thr,
-            self.conf.nms_radius,
-            self.conf.max_keypoints,
-            self.conf.border,
-        )
+        reliability = out.reliability[0, 0].float()
+        if self.conf.grid_stride > 0:
+            keypoints, scores = grid_keypoints(reliability, self.conf.grid_stride, self.conf.border)
+        else:
+            keypoints, scores = detect_keypoints(
+                reliability,
+                self.conf.r_thr,
+                self.conf.nms_radius,
+                self.conf.max_keypoints,
+                self.conf.border,
+            )
         size = (image.shape[1], image.shape[0])
         intra = sample_descriptors(out.desc_intra[0].float(), keypoints, size)
         inter = sample_descriptors(out.desc_inter[0].float(), keypoints, size)
@@ -116,6 +125,26 @@ def detect_keypoints(
     else:
         scores, order = torch.sort(scores, descending=True)
     keypoints = torch.stack([xs[order], ys[order]], dim=1).float()
+    return keypoints, scores
+
+
+def grid_keypoints(
+    reliability: torch.Tensor, stride: int, border: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every `stride`-th pixel of an H×W reliability map, at least `border` px inside, strongest
+    first: keypoints K×2 float32 (x, y) and their reliabilities K."""
+    if reliability.ndim != 2:
+        raise ValueError(f"expected an H×W reliability map, got shape {tuple(reliability.shape)}")
+    height, width = reliability.shape
+    # Centred in the image, so the grid is symmetric about the principal point of a centred K.
+    first_x = border + ((width - 2 * border - 1) % stride) // 2
+    first_y = border + ((height - 2 * border - 1) % stride) // 2
+    xs = torch.arange(first_x, width - border, stride, device=reliability.device)
+    ys = torch.arange(first_y, height - border, stride, device=reliability.device)
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    scores = reliability[grid_y, grid_x].reshape(-1)
+    scores, order = torch.sort(scores, descending=True)
+    keypoints = torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], dim=1)[order].float()
     return keypoints, scores
 
 

@@ -24,7 +24,7 @@ from ockd_ros.pose.matching import (
     BankDescriptors,
     MatchingConfig,
     TemplateMatches,
-    mutual_nn,
+    match_templates,
     select_object,
 )
 from ockd_ros.pose.pnp import PnPConfig, PnPResult, check_distortion, solve_pnp
@@ -177,8 +177,11 @@ class Estimator:
         if len(selected) < self.conf.pnp.min_inliers:
             self.last_status[name] = FEW_KEYPOINTS
             return None
-        matches = mutual_nn(
-            features.desc_intra[selected], self._bank_desc[name], self.conf.matching
+        matches = match_templates(
+            features.desc_intra[selected],
+            self._bank_desc[name],
+            self.conf.matching,
+            features.keypoints[selected],
         )
         templates = matches.best_templates(self.conf.matching.top_templates, bank.num_templates)
         now = time.perf_counter()

@@ -25,6 +25,11 @@ class MatchingConfig:
     # Lowe's ratio on the template side: a template keypoint's nearest frame descriptor must be
     # this much closer (Euclidean) than its second nearest; 1.0 disables the test.
     max_ratio: float = 0.8
+    # Pixels: the ratio test's second neighbour is the most similar frame keypoint farther than
+    # this from the first. On a dense keypoint grid the first's neighbours share its descriptor
+    # and would fail a plain ratio test; 0 compares with the second most similar of all.
+    ratio_radius: float = 0.0
+    mutual: bool = True  # also require the frame keypoint's best row in the template to agree
     top_templates: int = 3  # templates with the most matches that go on to PnP
     # Similarities held at once (float32: 4 MB): small enough to stay in cache.
     max_entries: int = 1 << 20
@@ -34,6 +39,8 @@ class MatchingConfig:
             raise ValueError(f"min_similarity must be in [-1, 1], got {self.min_similarity}")
         if not 0.0 < self.max_ratio <= 1.0:
             raise ValueError(f"max_ratio must be in (0, 1], got {self.max_ratio}")
+        if not self.ratio_radius >= 0.0:
+            raise ValueError(f"ratio_radius must be ≥ 0, got {self.ratio_radius}")
         if self.top_templates < 1 or self.max_entries < 1:
             raise ValueError("top_templates and max_entries must be ≥ 1")
 
@@ -120,15 +127,19 @@ class TemplateMatches:
         )
 
 
-def mutual_nn(
-    frame_desc: np.ndarray, bank: BankDescriptors, conf: MatchingConfig | None = None
+def match_templates(
+    frame_desc: np.ndarray,
+    bank: BankDescriptors,
+    conf: MatchingConfig | None = None,
+    frame_keypoints: np.ndarray | None = None,
 ) -> TemplateMatches:
-    """Mutual nearest neighbours (by cosine) of N×D unit frame descriptors in every template.
+    """Nearest neighbours (by cosine) of every template's rows among N×D unit frame descriptors.
 
     Bank row m of template v and frame keypoint n match when n is m's most similar frame
-    keypoint, m is n's most similar row among v's rows, the cosine is ≥ `min_similarity` and,
-    with `max_ratio` < 1, m's nearest frame descriptor is clearly nearer than its second.
-    Templates are processed in chunks holding at most `max_entries` similarities.
+    keypoint, the cosine is ≥ `min_similarity`, with `mutual` m is n's most similar row among
+    v's rows, and with `max_ratio` < 1 m's nearest frame descriptor is clearly nearer than its
+    second (the second taken `ratio_radius` px away from n, which needs the N×2
+    `frame_keypoints`). Templates are processed in chunks of at most `max_entries` similarities.
     """
     conf = conf or MatchingConfig()
     conf.validate()
@@ -137,42 +148,58 @@ def mutual_nn(
         raise ValueError(
             f"frame descriptors {frame_desc.shape} do not fit bank dimension {bank.dim}"
         )
+    if conf.ratio_radius > 0 and conf.max_ratio < 1 and frame_keypoints is None:
+        raise ValueError("ratio_radius > 0 needs the frame keypoints")
     n = len(frame_desc)
     chunks = bank.chunks(max(1, conf.max_entries // max(n, 1)))
     if n == 0 or not chunks:
         return _no_matches()
     frame = torch.from_numpy(np.ascontiguousarray(frame_desc))
+    xy = None if frame_keypoints is None else torch.as_tensor(frame_keypoints, dtype=torch.float32)
     with torch.inference_mode():
-        found = [_mutual_chunk(frame, bank, start, stop, conf) for start, stop in chunks]
+        found = [_match_chunk(frame, xy, bank, start, stop, conf) for start, stop in chunks]
     frame_index, rows, template, similarity = (
         torch.cat(parts).numpy() for parts in zip(*found, strict=True)
     )
     return TemplateMatches(frame_index, rows, template, similarity)
 
 
-def _mutual_chunk(
-    frame: torch.Tensor, bank: BankDescriptors, start: int, stop: int, conf: MatchingConfig
+def _match_chunk(
+    frame: torch.Tensor,
+    frame_xy: torch.Tensor | None,
+    bank: BankDescriptors,
+    start: int,
+    stop: int,
+    conf: MatchingConfig,
 ) -> tuple[torch.Tensor, ...]:
     """Matches of bank rows start..stop-1 (whole templates): frame indices, bank rows,
     templates, cosines."""
     templates = bank.template_ids[start:stop]
     similarity = bank.desc[start:stop] @ frame.t()  # m×N
+    best_sim, best_frame = similarity.max(dim=1)
+    keep = best_sim >= conf.min_similarity
     if conf.max_ratio < 1.0 and similarity.shape[1] > 1:
-        top2 = similarity.topk(2, dim=1)  # each bank row's two most similar frame keypoints
-        best_sim, best_frame = top2.values[:, 0], top2.indices[:, 0]
-        distance = torch.sqrt(torch.clamp(2.0 - 2.0 * top2.values, min=0.0))
-        distinct = distance[:, 0] < conf.max_ratio * distance[:, 1]
-    else:
-        best_sim, best_frame = similarity.max(dim=1)
-        distinct = torch.ones_like(best_sim, dtype=torch.bool)
-    # Per template and frame keypoint, the best similarity over the template's rows.
-    local = templates - templates[0]
-    template_best = torch.full((int(local[-1]) + 1, similarity.shape[1]), -torch.inf)
-    template_best.scatter_reduce_(0, local[:, None].expand_as(similarity), similarity, "amax")
-    mutual = best_sim >= template_best[local, best_frame]
-    keep = mutual & distinct & (best_sim >= conf.min_similarity)
+        keep &= _distinct(similarity, best_sim, best_frame, frame_xy, conf)
+    if conf.mutual:
+        # Per template and frame keypoint, the best similarity over the template's rows.
+        local = templates - templates[0]
+        template_best = torch.full((int(local[-1]) + 1, similarity.shape[1]), -torch.inf)
+        template_best.scatter_reduce_(0, local[:, None].expand_as(similarity), similarity, "amax")
+        keep &= best_sim >= template_best[local, best_frame]
     rows = torch.arange(start, stop)
     return best_frame[keep], rows[keep], templates[keep], best_sim[keep]
+
+
+def _distinct(similarity, best_sim, best_frame, frame_xy, conf: MatchingConfig) -> torch.Tensor:
+    """m bool: Lowe's ratio test on Euclidean distances between unit descriptors."""
+    if conf.ratio_radius > 0:
+        near = torch.cdist(frame_xy[best_frame], frame_xy) <= conf.ratio_radius  # m×N
+        second_sim = similarity.masked_fill(near, -torch.inf).max(dim=1).values
+    else:
+        second_sim = similarity.topk(2, dim=1).values[:, 1]
+    best_distance = torch.sqrt(torch.clamp(2.0 - 2.0 * best_sim, min=0.0))
+    second_distance = torch.sqrt(torch.clamp(2.0 - 2.0 * second_sim, min=0.0))  # inf: none far
+    return best_distance < conf.max_ratio * second_distance
 
 
 def _no_matches() -> TemplateMatches:

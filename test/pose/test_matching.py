@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from ockd_ros.features.types import Features
-from ockd_ros.pose.matching import BankDescriptors, MatchingConfig, mutual_nn, select_object
+from ockd_ros.pose.matching import BankDescriptors, MatchingConfig, match_templates, select_object
 
 NO_RATIO = MatchingConfig(max_ratio=1.0)
 
@@ -17,13 +17,13 @@ def _pairs(matches):
     return sorted(zip(*(c.tolist() for c in columns), strict=True))
 
 
-def test_mutual_nn_on_hand_made_descriptors():
+def test_mutual_matches_on_hand_made_descriptors():
     e = np.eye(4, dtype=np.float32)
     frame = _unit([e[0], e[1], e[2], e[0] + 0.1 * e[3]])
     # Template 0: rows 0-1, template 1: rows 2-4 (one more keypoint, so padding is exercised).
     bank = _unit([e[0] + 0.2 * e[1], e[3], e[1], e[2] + 0.1 * e[0], e[2] + 0.5 * e[3]])
     bank_desc = BankDescriptors(bank, np.array([0, 0, 1, 1, 1]), 2)
-    matches = mutual_nn(frame, bank_desc, NO_RATIO)
+    matches = match_templates(frame, bank_desc, NO_RATIO)
     # Template 0: bank 0 ↔ frame 0 is mutual; bank 1 (e3) likes frame 3 but frame 3 prefers
     # bank 0. Template 1: bank 2 ↔ frame 1 and bank 3 ↔ frame 2; bank 4's best frame is also
     # frame 2, which prefers bank 3.
@@ -37,9 +37,33 @@ def test_ratio_test_drops_ambiguous_template_keypoints():
     frame = _unit([[1.0, -0.05, 0.0], [1.0, 0.05, 0.0], [0.0, 0.0, 1.0]])
     bank = _unit([[1.0, 0.001, 0.0], [0.0, 0.1, 1.0]])
     bank_desc = BankDescriptors(bank, np.array([0, 0]), 1)
-    assert _pairs(mutual_nn(frame, bank_desc, NO_RATIO)) == [(0, 0, 1), (0, 1, 2)]
+    assert _pairs(match_templates(frame, bank_desc, NO_RATIO)) == [(0, 0, 1), (0, 1, 2)]
     # Bank row 0 is almost as close to frame rows 0 and 1: ambiguous, dropped by the ratio test.
-    assert _pairs(mutual_nn(frame, bank_desc, MatchingConfig(max_ratio=0.8))) == [(0, 1, 2)]
+    assert _pairs(match_templates(frame, bank_desc, MatchingConfig(max_ratio=0.8))) == [(0, 1, 2)]
+
+
+def test_ratio_radius_ignores_neighbours_of_the_best_keypoint():
+    # Frame rows 0 and 1 are neighbouring grid points sharing a descriptor; row 2 is far away.
+    frame = _unit([[1.0, 0.01, 0.0], [1.0, -0.01, 0.0], [0.6, 0.8, 0.0]])
+    xy = np.array([[10.0, 10.0], [14.0, 10.0], [60.0, 40.0]])
+    bank_desc = BankDescriptors(_unit([[1.0, 0.001, 0.0]]), np.array([0]), 1)
+    plain = MatchingConfig(max_ratio=0.8)
+    assert len(match_templates(frame, bank_desc, plain, xy)) == 0  # neighbour counts as second
+    spatial = MatchingConfig(max_ratio=0.8, ratio_radius=8.0)
+    assert _pairs(match_templates(frame, bank_desc, spatial, xy)) == [(0, 0, 0)]
+    too_close = xy.copy()
+    too_close[2] = (16.0, 10.0)  # nothing outside the radius: no second, nothing ambiguous
+    assert _pairs(match_templates(frame, bank_desc, spatial, too_close)) == [(0, 0, 0)]
+    with pytest.raises(ValueError, match="frame keypoints"):
+        match_templates(frame, bank_desc, spatial)
+
+
+def test_without_mutual_check_several_rows_may_match_one_keypoint():
+    frame = _unit([[1.0, 0.0], [0.0, 1.0]])
+    bank_desc = BankDescriptors(_unit([[1.0, 0.1], [1.0, 0.2]]), np.array([0, 0]), 1)
+    assert _pairs(match_templates(frame, bank_desc, NO_RATIO)) == [(0, 0, 0)]
+    one_way = MatchingConfig(max_ratio=1.0, mutual=False)
+    assert _pairs(match_templates(frame, bank_desc, one_way)) == [(0, 0, 0), (0, 1, 0)]
 
 
 def _reference_mutual_nn(frame, bank, template_ids, min_similarity):
@@ -63,20 +87,21 @@ def test_batched_matching_equals_a_loop_over_templates(rng, max_entries):
     bank_desc = BankDescriptors(bank, template_ids, 9)
     conf = MatchingConfig(max_ratio=1.0, min_similarity=0.2, max_entries=max_entries)
     expected = _reference_mutual_nn(frame, bank, template_ids, 0.2)
-    assert expected and _pairs(mutual_nn(frame, bank_desc, conf)) == expected
+    assert expected and _pairs(match_templates(frame, bank_desc, conf)) == expected
 
 
 def test_empty_inputs_and_wrong_dimensions(rng):
     bank_desc = BankDescriptors(_unit(rng.normal(size=(5, 8))), np.zeros(5, int), 3)
-    assert len(mutual_nn(np.zeros((0, 8), np.float32), bank_desc)) == 0
+    assert len(match_templates(np.zeros((0, 8), np.float32), bank_desc)) == 0
     empty_bank = BankDescriptors(np.zeros((0, 8), np.float32), np.zeros(0, int), 2)
-    assert len(mutual_nn(_unit(rng.normal(size=(4, 8))), empty_bank)) == 0
+    assert len(match_templates(_unit(rng.normal(size=(4, 8))), empty_bank)) == 0
     with pytest.raises(ValueError, match="dimension"):
-        mutual_nn(np.ones((3, 7), np.float32), bank_desc)
+        match_templates(np.ones((3, 7), np.float32), bank_desc)
     with pytest.raises(ValueError, match="ascending"):
         BankDescriptors(np.ones((2, 8), np.float32), np.array([1, 0]), 2)
     with pytest.raises(ValueError, match="min_similarity"):
-        mutual_nn(_unit(rng.normal(size=(4, 8))), bank_desc, MatchingConfig(min_similarity=1.5))
+        invalid = MatchingConfig(min_similarity=1.5)
+        match_templates(_unit(rng.normal(size=(4, 8))), bank_desc, invalid)
 
 
 def test_select_object_by_inter_descriptor():

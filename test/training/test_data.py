@@ -1,4 +1,4 @@
-"""Training samples: the I0 crops' pixel mapping and the template term it feeds."""
+"""Training samples: the I0 crops' pixel mapping and the template terms it feeds."""
 
 from __future__ import annotations
 
@@ -45,6 +45,24 @@ def test_template_term_appears_only_when_asked_and_has_a_gradient(data_dir):
     assert torch.isfinite(terms["template"]) and terms["template"] > 0
     terms["template"].backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_inter_term_anchored_on_i0_follows_the_renders(data_dir):
+    torch.manual_seed(0)
+    model = OCKDNet(NetworkConfig(decoder_channels=(32, 32)))
+    samples = TrainingPairs(data_dir, TURNED, None, split="train")
+    batch = collate_pairs([samples[0], samples[1]])
+    conf = LossConfig(template_inter=True)
+    assert "template_inter" not in compute_losses(model, batch, LossConfig(), torch.Generator())
+    terms = compute_losses(model, batch, conf, torch.Generator().manual_seed(0))
+    assert torch.isfinite(terms["template_inter"]) and terms["template_inter"] > 0
+    terms["template_inter"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    # The anchor is the I0 descriptor: other renders give another loss.
+    batch.i0 = batch.i0.flip(-1)
+    with torch.no_grad():
+        flipped = compute_losses(model, batch, conf, torch.Generator().manual_seed(0))
+    assert not torch.isclose(flipped["template_inter"], terms["template_inter"])
 
 
 def test_max_gap_below_gap_is_refused(data_dir):
