@@ -14,6 +14,7 @@ which another job on the machine disturbs less.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import tempfile
 import time
@@ -30,7 +31,7 @@ from ockd_ros.bags import (
     record_synthetic,
 )
 from ockd_ros.meshes import load_object
-from ockd_ros.pose import Estimator, EstimatorConfig, TemplateConfig
+from ockd_ros.pose import Estimator, default_config
 from ockd_ros.render import Renderer
 
 OBJECTS = ("cream_cheese", "ketchup", "macaroni_and_cheese")
@@ -64,9 +65,10 @@ def main() -> None:
         with BagSource(bag) as source:
             names = source.gt_names or list(OBJECTS)
             frames = [(f.rgb, f.intrinsics.K) for f in source.frames()]
-        est_conf = EstimatorConfig(
-            backend=args.backend,
-            templates=TemplateConfig(views=args.views),
+        est_conf = default_config(args.backend)
+        est_conf = dataclasses.replace(
+            est_conf,
+            templates=dataclasses.replace(est_conf.templates, views=args.views),
             cache_dir=str(Path(tmp) / "templates"),
         )
         estimator = Estimator(est_conf, [load_object(n) for n in names], renderer=renderer)

@@ -26,7 +26,7 @@ from rclpy.qos import QoSProfile
 
 from ockd_ros.bags import stamp_ns
 from ockd_ros.meshes import load_object
-from ockd_ros.pose import Estimator, EstimatorConfig
+from ockd_ros.pose import Estimator, default_config
 from ockd_ros.render import Renderer
 from ockd_ros.ros.peer import CameraPublisher, Peer
 from ockd_ros.samples import render_sample_scene
@@ -41,7 +41,7 @@ def main(args) -> None:
     obj = load_object(OBJECT)
     with Renderer() as renderer:
         scenes = [render_sample_scene(renderer, [obj], distance=0.4, seed=s) for s in range(3)]
-        estimator = Estimator(EstimatorConfig(backend=args.backend), [obj], renderer=renderer)
+        estimator = Estimator(default_config(args.backend), [obj], renderer=renderer)
     own = []
     for scene in scenes:
         estimator.estimate(scene.rgb, scene.K)

@@ -19,6 +19,7 @@ when another process keeps a core busy, two OpenMP threads wait on each other an
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 
 import numpy as np
@@ -26,7 +27,7 @@ import torch
 from timing import median_seconds
 
 from ockd_ros.meshes import load_object
-from ockd_ros.pose import Estimator, EstimatorConfig, TemplateConfig
+from ockd_ros.pose import Estimator, default_config
 from ockd_ros.pose.matching import BankDescriptors, match_templates, select_object
 from ockd_ros.render import Renderer
 from ockd_ros.samples import default_camera, object_row_poses, photo_background
@@ -95,10 +96,11 @@ def time_matching(
 
 def build(backend: str, objects, renderer, views: int, features: dict) -> Estimator:
     with tempfile.TemporaryDirectory() as cache_dir:  # a fresh cache: every bank is built
-        conf = EstimatorConfig(
-            backend=backend,
-            features=features,
-            templates=TemplateConfig(views=views),
+        conf = default_config(backend)
+        conf = dataclasses.replace(
+            conf,
+            features={**conf.features, **features},
+            templates=dataclasses.replace(conf.templates, views=views),
             cache_dir=cache_dir,
         )
         return Estimator(conf, objects, renderer=renderer, progress=True)

@@ -1,18 +1,20 @@
 """How far from its own templates can a backend still find an object? `ockd` against SIFT.
 
-The frame is one of the object's templates re-rendered (same K, 256²), then moved away from the
-bank step by step: the template view itself on black, turned in-plane, over a photo background,
-both, and a viewpoint halfway to the neighbouring template. Each condition runs over several
-templates; the table gives how many gave a pose within 1 cm and 5° and the median PnP inliers
-(0 when no pose). It locates the template-to-scene gap: where `ockd` stops and SIFT does not.
+The frame is one of the object's upright templates re-rendered (256², the templates' K; both
+backends' banks hold these views), then moved away from the bank step by step: the template
+view itself on black, turned in-plane, over a photo background, both, and a viewpoint halfway to
+the neighbouring template. Each condition runs over several templates; the table gives how many
+gave a pose within 1 cm and 5° and the median PnP inliers (0 when no pose). It locates the
+template-to-scene gap: where `ockd` stops and SIFT does not.
 
     python bench/template_gap.py [--object macaroni_and_cheese] [--templates 8] [--checkpoint PT]
-                                 [--max-ratio 0.8]
+                                 [--max-ratio R]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 from dataclasses import dataclass
 
@@ -21,12 +23,13 @@ from scipy.spatial.transform import Rotation
 
 from ockd_ros.geometry import make_pose
 from ockd_ros.meshes import load_object
-from ockd_ros.pose import Estimator, EstimatorConfig, TemplateConfig
-from ockd_ros.pose.matching import MatchingConfig
+from ockd_ros.pose import Estimator, TemplateConfig, default_config
+from ockd_ros.pose.templates import template_poses
 from ockd_ros.render import Renderer
-from ockd_ros.samples import photo_background
+from ockd_ros.samples import default_camera, photo_background
 
 BACKENDS = ("ockd", "sift")
+FRAME_SIZE = 256  # the side of both backends' templates
 
 
 @dataclass(frozen=True)
@@ -69,15 +72,18 @@ def pose_error(pose, T_true: np.ndarray) -> tuple[float, float]:
     return float(np.linalg.norm(pose.t - T_true[:3, 3])), float(np.degrees(angle))
 
 
-def run_condition(estimator: Estimator, renderer, obj, templates, condition) -> tuple[int, float]:
-    """Poses within 1 cm / 5° over `templates`, and the median inliers (0 for no pose)."""
-    bank = estimator.banks[obj.name]
-    size = bank.size
+def run_condition(
+    estimator: Estimator, renderer, obj, views: np.ndarray, condition
+) -> tuple[int, float]:
+    """Poses within 1 cm / 5° over the template `views` (V×4×4), and the median inliers (0 for
+    no pose)."""
+    size = (FRAME_SIZE, FRAME_SIZE)
+    K = default_camera(size)
     good, inliers = 0, []
-    for template in templates:
-        T_true = moved(bank.poses[template], condition)
-        rgb = frame_of(renderer, obj, T_true, bank.K, size, condition.photo)
-        poses = estimator.estimate(rgb, bank.K)
+    for view in views:
+        T_true = moved(view, condition)
+        rgb = frame_of(renderer, obj, T_true, K, size, condition.photo)
+        poses = estimator.estimate(rgb, K)
         if not poses:
             inliers.append(0)
             continue
@@ -89,29 +95,29 @@ def run_condition(estimator: Estimator, renderer, obj, templates, condition) -> 
 
 def main(args: argparse.Namespace) -> None:
     obj = load_object(args.object)
-    template_conf = TemplateConfig()
-    count = template_conf.views * template_conf.inplane
-    # the same templates for both backends: the columns compare the same frames
-    templates = np.random.default_rng(0).choice(count, min(args.templates, count), replace=False)
+    # The same upright views for both backends: the columns compare the same frames.
+    upright = TemplateConfig(size=FRAME_SIZE)
+    all_views = template_poses(obj, upright, default_camera((FRAME_SIZE, FRAME_SIZE)))
+    chosen = np.random.default_rng(0).choice(len(all_views), args.templates, replace=False)
+    views = all_views[chosen]
     results = {}
     with Renderer() as renderer, tempfile.TemporaryDirectory() as cache:
         for backend in BACKENDS:
-            features = (
-                {"checkpoint": args.checkpoint} if backend == "ockd" and args.checkpoint else {}
-            )
-            conf = EstimatorConfig(
-                backend=backend,
-                features=features,
-                templates=template_conf,
-                matching=MatchingConfig(max_ratio=args.max_ratio),
-                cache_dir=cache,
-            )
+            conf = dataclasses.replace(default_config(backend), cache_dir=cache)
+            if backend == "ockd" and args.checkpoint:
+                conf = dataclasses.replace(
+                    conf, features={**conf.features, "checkpoint": args.checkpoint}
+                )
+            if args.max_ratio is not None:
+                conf = dataclasses.replace(
+                    conf, matching=dataclasses.replace(conf.matching, max_ratio=args.max_ratio)
+                )
             estimator = Estimator(conf, [obj], renderer=renderer)
             for condition in CONDITIONS:
                 results[backend, condition.name] = run_condition(
-                    estimator, renderer, obj, templates, condition
+                    estimator, renderer, obj, views, condition
                 )
-    n = len(templates)
+    n = len(views)
     print(f"\n{obj.name}: {n} templates per condition, frames 256×256 with the templates' K\n")
     print("| condition | ockd within 1 cm/5° | ockd median inliers | sift within 1 cm/5° "
           "| sift median inliers |")  # fmt: skip
@@ -126,5 +132,5 @@ if __name__ == "__main__":
     parser.add_argument("--object", default="macaroni_and_cheese")
     parser.add_argument("--templates", type=int, default=8)
     parser.add_argument("--checkpoint", help="ockd weights (default: the shipped ones)")
-    parser.add_argument("--max-ratio", type=float, default=MatchingConfig.max_ratio)
+    parser.add_argument("--max-ratio", type=float, help="ratio test of both backends")
     main(parser.parse_args())

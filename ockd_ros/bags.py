@@ -52,7 +52,7 @@ from ockd_ros.eval.metrics import add_error, adds_error
 from ockd_ros.eval.report import InstanceResult, markdown_table, outline_overlay, summarize
 from ockd_ros.geometry import make_pose
 from ockd_ros.meshes import ObjectMesh, load_object, resolve_object
-from ockd_ros.pose.estimator import Estimator, EstimatorConfig, ObjectPose
+from ockd_ros.pose.estimator import Estimator, EstimatorConfig, ObjectPose, default_config
 from ockd_ros.render import Renderer
 from ockd_ros.visualize import write_rgb
 
@@ -558,7 +558,7 @@ class BagEvalConfig:
     max_frames: int | None = None
     overlays: int = 4  # frames drawn with predicted (and true) outlines, spread over the bag
     storage: str = "sqlite3"  # of the results bag
-    estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
+    estimator: EstimatorConfig = field(default_factory=lambda: default_config("ockd"))
 
 
 @dataclass

@@ -8,6 +8,7 @@ overlay PNG (keypoints, estimated boxes and axes).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 from ockd_ros.eval.metrics import add_error, adds_error
 from ockd_ros.features import BACKENDS
 from ockd_ros.meshes import ObjectMesh, load_object
-from ockd_ros.pose import Estimator, EstimatorConfig, ObjectPose, TemplateConfig
+from ockd_ros.pose import Estimator, ObjectPose, default_config
 from ockd_ros.render import Renderer
 from ockd_ros.samples import SampleScene, render_sample_scene
 from ockd_ros.visualize import caption, draw_pose, object_color, side_by_side, write_rgb
@@ -59,9 +60,13 @@ def main(conf: DemoConfig, out_dir: Path) -> Path:
 
 
 def _run_backend(backend, objects, scene: SampleScene, renderer, conf) -> BackendResult:
-    features = {"device": conf.device} if backend == "ockd" else {}
-    templates = TemplateConfig(views=conf.templates)
-    estimator_conf = EstimatorConfig(backend=backend, features=features, templates=templates)
+    estimator_conf = default_config(backend)
+    device = {"device": conf.device} if backend == "ockd" else {}
+    estimator_conf = dataclasses.replace(
+        estimator_conf,
+        features={**estimator_conf.features, **device},
+        templates=dataclasses.replace(estimator_conf.templates, views=conf.templates),
+    )
     start = time.perf_counter()
     estimator = Estimator(estimator_conf, objects, renderer=renderer, progress=True)
     if estimator.built:

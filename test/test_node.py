@@ -256,7 +256,7 @@ def test_invalid_parameters_are_refused_at_run_time(peer, node):
     r_thr, objects, inliers, debug = (f.result().results[0] for f in futures)
     assert not r_thr.successful and "r_thr=-1.0 must be ≥ 0" in r_thr.reason
     assert not objects.successful and "neither a mesh file nor a default object" in objects.reason
-    assert not inliers.successful and "must be ≥ 4" in inliers.reason
+    assert not inliers.successful and "must be 0 or ≥ 4" in inliers.reason
     assert debug.successful
 
 

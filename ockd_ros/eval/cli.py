@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import yaml
 from tqdm import tqdm
 
 from ockd_ros.config import load_config
@@ -35,7 +36,13 @@ from ockd_ros.eval.report import InstanceResult, outline_overlay, summarize, wri
 from ockd_ros.features.ockd import DEFAULT_CHECKPOINT
 from ockd_ros.geometry import make_pose
 from ockd_ros.meshes import MeshLoadError, ObjectMesh, load_object, resolve_object
-from ockd_ros.pose.estimator import EstimateTiming, Estimator, EstimatorConfig, ObjectPose
+from ockd_ros.pose.estimator import (
+    EstimateTiming,
+    Estimator,
+    EstimatorConfig,
+    ObjectPose,
+    default_config,
+)
 from ockd_ros.pose.templates import cache_path, default_cache_dir
 from ockd_ros.render import Renderer
 from ockd_ros.visualize import write_rgb
@@ -50,7 +57,7 @@ class BopEvalConfig:
     objects: tuple[int, ...] = ()  # object ids to evaluate; empty: every object of the dataset
     max_frames: int | None = None  # the first frames only (quick checks)
     overlays: int = 4  # frames drawn with predicted and true outlines
-    estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
+    estimator: EstimatorConfig = field(default_factory=lambda: default_config("ockd"))
 
 
 @dataclass
@@ -246,7 +253,7 @@ class TemplatesBuildConfig:
     objects: tuple[str, ...] = ()  # default object names or mesh paths
     units: str = "mm"  # units of mesh paths
     symmetric: bool = False  # for mesh paths
-    estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
+    estimator: EstimatorConfig = field(default_factory=lambda: default_config("ockd"))
 
 
 def build_templates(conf: TemplatesBuildConfig) -> Path:
@@ -269,9 +276,18 @@ def build_templates(conf: TemplatesBuildConfig) -> Path:
     return cache_dir
 
 
+def _config_backend(path: str) -> str:
+    with open(path) as stream:
+        raw = yaml.safe_load(stream) or {}
+    return raw.get("backend", "ockd") if isinstance(raw, dict) else "ockd"
+
+
 def estimator_config_from_args(args: argparse.Namespace) -> EstimatorConfig:
-    conf = load_config(EstimatorConfig(), args.config) if args.config else EstimatorConfig()
-    backend = args.backend or conf.backend
+    # The backend picks the defaults (`default_config`) that the YAML file then overrides.
+    backend = args.backend or (_config_backend(args.config) if args.config else "ockd")
+    conf = default_config(backend)
+    if args.config:
+        conf = load_config(conf, args.config)
     features = dict(conf.features)
     if backend == "ockd" and args.device:
         features["device"] = args.device

@@ -1,6 +1,12 @@
 """6D object pose from one RGB image: template banks, matching, PnP and the estimator."""
 
-from ockd_ros.pose.estimator import EstimateTiming, Estimator, EstimatorConfig, ObjectPose
+from ockd_ros.pose.estimator import (
+    EstimateTiming,
+    Estimator,
+    EstimatorConfig,
+    ObjectPose,
+    default_config,
+)
 from ockd_ros.pose.matching import MatchingConfig
 from ockd_ros.pose.pnp import PnPConfig
 from ockd_ros.pose.templates import TemplateBank, TemplateConfig
@@ -14,4 +20,5 @@ __all__ = [
     "PnPConfig",
     "TemplateBank",
     "TemplateConfig",
+    "default_config",
 ]

@@ -30,6 +30,12 @@ class MatchingConfig:
     # and would fail a plain ratio test; 0 compares with the second most similar of all.
     ratio_radius: float = 0.0
     mutual: bool = True  # also require the frame keypoint's best row in the template to agree
+    # > 0: match only this many templates, shortlisted by how well their strongest
+    # `shortlist_rows` rows find a close descriptor among every `shortlist_frame_step`-th frame
+    # keypoint. Dense grids make full matching against every template too slow.
+    shortlist: int = 0
+    shortlist_rows: int = 32
+    shortlist_frame_step: int = 4
     top_templates: int = 3  # templates with the most matches that go on to PnP
     # Similarities held at once (float32: 4 MB): small enough to stay in cache.
     max_entries: int = 1 << 20
@@ -43,6 +49,8 @@ class MatchingConfig:
             raise ValueError(f"ratio_radius must be ≥ 0, got {self.ratio_radius}")
         if self.top_templates < 1 or self.max_entries < 1:
             raise ValueError("top_templates and max_entries must be ≥ 1")
+        if self.shortlist < 0 or self.shortlist_rows < 1 or self.shortlist_frame_step < 1:
+            raise ValueError("shortlist must be ≥ 0, shortlist_rows and _frame_step ≥ 1")
 
 
 def select_object(
@@ -74,6 +82,22 @@ class BankDescriptors:
         self.template_ids = torch.from_numpy(template_ids)
         self.offsets = np.concatenate([[0], np.cumsum(counts)])  # V+1: rows of template v
         self.num_templates = num_templates
+
+    def restrict(self, templates: np.ndarray) -> tuple[BankDescriptors, np.ndarray]:
+        """The rows of some templates only (template numbers kept) and their rows in this bank."""
+        templates = np.unique(templates)
+        rows = np.concatenate(
+            [np.arange(self.offsets[v], self.offsets[v + 1]) for v in templates] or [[]]
+        ).astype(np.int64)
+        ids = self.template_ids.numpy()[rows]
+        return BankDescriptors(self.desc.numpy()[rows], ids, self.num_templates), rows
+
+    def strongest_rows(self, count: int) -> np.ndarray:
+        """Row indices of each template's first `count` rows (rows are stored strongest first)."""
+        starts, stops = self.offsets[:-1], self.offsets[1:]
+        return np.concatenate(
+            [np.arange(a, min(b, a + count)) for a, b in zip(starts, stops, strict=True)] or [[]]
+        ).astype(np.int64)
 
     @property
     def dim(self) -> int:
@@ -127,6 +151,29 @@ class TemplateMatches:
         )
 
 
+def shortlist_templates(
+    frame_desc: np.ndarray, bank: BankDescriptors, conf: MatchingConfig
+) -> np.ndarray:
+    """Indices of the `conf.shortlist` templates, best first, ranked by how many of their
+    strongest rows pass the ratio test against a frame subsample (every
+    `shortlist_frame_step`-th keypoint: sparse enough that neighbours rarely fail the test)."""
+    rows = bank.strongest_rows(conf.shortlist_rows)
+    frame = torch.from_numpy(np.ascontiguousarray(frame_desc[:: conf.shortlist_frame_step]))
+    if len(rows) == 0 or len(frame) < 2:
+        return np.zeros(0, np.int64)
+    with torch.inference_mode():
+        passed = []
+        for chunk in np.array_split(rows, -(-len(rows) * len(frame) // conf.max_entries)):
+            top2 = (bank.desc[chunk] @ frame.t()).topk(2, dim=1).values
+            distance = torch.sqrt(torch.clamp(2.0 - 2.0 * top2, min=0.0))
+            passed.append(distance[:, 0] < conf.max_ratio * distance[:, 1])
+        votes = torch.zeros(bank.num_templates).index_add_(
+            0, bank.template_ids[rows], torch.cat(passed).float()
+        )
+    order = torch.argsort(votes, descending=True, stable=True)[: conf.shortlist].numpy()
+    return order[votes.numpy()[order] > 0]
+
+
 def match_templates(
     frame_desc: np.ndarray,
     bank: BankDescriptors,
@@ -139,7 +186,8 @@ def match_templates(
     keypoint, the cosine is ≥ `min_similarity`, with `mutual` m is n's most similar row among
     v's rows, and with `max_ratio` < 1 m's nearest frame descriptor is clearly nearer than its
     second (the second taken `ratio_radius` px away from n, which needs the N×2
-    `frame_keypoints`). Templates are processed in chunks of at most `max_entries` similarities.
+    `frame_keypoints`). With `shortlist` > 0 only the shortlisted templates are matched.
+    Templates are processed in chunks of at most `max_entries` similarities.
     """
     conf = conf or MatchingConfig()
     conf.validate()
@@ -150,6 +198,9 @@ def match_templates(
         )
     if conf.ratio_radius > 0 and conf.max_ratio < 1 and frame_keypoints is None:
         raise ValueError("ratio_radius > 0 needs the frame keypoints")
+    rows = None
+    if conf.shortlist and len(frame_desc):
+        bank, rows = bank.restrict(shortlist_templates(frame_desc, bank, conf))
     n = len(frame_desc)
     chunks = bank.chunks(max(1, conf.max_entries // max(n, 1)))
     if n == 0 or not chunks:
@@ -158,10 +209,12 @@ def match_templates(
     xy = None if frame_keypoints is None else torch.as_tensor(frame_keypoints, dtype=torch.float32)
     with torch.inference_mode():
         found = [_match_chunk(frame, xy, bank, start, stop, conf) for start, stop in chunks]
-    frame_index, rows, template, similarity = (
+    frame_index, bank_rows, template, similarity = (
         torch.cat(parts).numpy() for parts in zip(*found, strict=True)
     )
-    return TemplateMatches(frame_index, rows, template, similarity)
+    if rows is not None:  # back to rows of the whole bank
+        bank_rows = rows[bank_rows]
+    return TemplateMatches(frame_index, bank_rows, template, similarity)
 
 
 def _match_chunk(
@@ -190,15 +243,29 @@ def _match_chunk(
     return best_frame[keep], rows[keep], templates[keep], best_sim[keep]
 
 
+# Candidates searched for the ratio test's second neighbour outside `ratio_radius`: on a 4-px grid
+# an 8-px radius holds about 13 keypoints, so the first candidate outside it is nearly always
+# among the 16 most similar.
+SECOND_CANDIDATES = 16
+
+
 def _distinct(similarity, best_sim, best_frame, frame_xy, conf: MatchingConfig) -> torch.Tensor:
-    """m bool: Lowe's ratio test on Euclidean distances between unit descriptors."""
+    """m bool: Lowe's ratio test on Euclidean distances between unit descriptors.
+
+    With `ratio_radius`, the second is the most similar of the SECOND_CANDIDATES nearest
+    descriptors that lies outside the radius; when none does, the last candidate stands in
+    (at least as similar as any keypoint outside, so the test only gets stricter).
+    """
     if conf.ratio_radius > 0:
-        near = torch.cdist(frame_xy[best_frame], frame_xy) <= conf.ratio_radius  # m×N
-        second_sim = similarity.masked_fill(near, -torch.inf).max(dim=1).values
+        top = similarity.topk(min(SECOND_CANDIDATES, similarity.shape[1]), dim=1)
+        offset = frame_xy[top.indices] - frame_xy[best_frame][:, None]  # m×k×2
+        far = (offset**2).sum(dim=2) > conf.ratio_radius**2
+        far[:, -1] = True
+        second_sim = top.values.gather(1, far.float().argmax(dim=1, keepdim=True))[:, 0]
     else:
         second_sim = similarity.topk(2, dim=1).values[:, 1]
     best_distance = torch.sqrt(torch.clamp(2.0 - 2.0 * best_sim, min=0.0))
-    second_distance = torch.sqrt(torch.clamp(2.0 - 2.0 * second_sim, min=0.0))  # inf: none far
+    second_distance = torch.sqrt(torch.clamp(2.0 - 2.0 * second_sim, min=0.0))
     return best_distance < conf.max_ratio * second_distance
 
 

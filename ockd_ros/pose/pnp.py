@@ -18,6 +18,9 @@ class PnPConfig:
     iterations: int = 1000
     confidence: float = 0.999
     min_inliers: int = 12  # fewer: no pose
+    # A smaller share of a template's matches as inliers: no pose. Dense matching gives hundreds
+    # of matches, among which a dozen chance inliers are easy to find.
+    min_inlier_ratio: float = 0.0
     refine: bool = True  # Levenberg-Marquardt on the inliers after RANSAC
 
     def validate(self) -> None:
@@ -27,6 +30,8 @@ class PnPConfig:
             raise ValueError("reprojection_error must be > 0 and iterations ≥ 1")
         if not 0.0 < self.confidence < 1.0:
             raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
+        if not 0.0 <= self.min_inlier_ratio <= 1.0:
+            raise ValueError(f"min_inlier_ratio must be in [0, 1], got {self.min_inlier_ratio}")
         if self.min_inliers < 4:
             raise ValueError(
                 f"min_inliers must be ≥ 4 (PnP needs 4 points), got {self.min_inliers}"

@@ -233,9 +233,10 @@ def backend_fingerprint(extractor: FeatureExtractor) -> dict[str, Any]:
     only changes provenance keeps its banks.
     """
     conf = dataclasses.asdict(extractor.conf) if dataclasses.is_dataclass(extractor.conf) else {}
-    # Where the network runs and where its file lives do not change the features it computes.
-    conf.pop("device", None)
-    conf.pop("checkpoint", None)
+    # Where the network runs and where its file lives do not change the features it computes,
+    # and the object-mask threshold only applies to frames.
+    for unused in ("device", "checkpoint", "mask_threshold"):
+        conf.pop(unused, None)
     model = getattr(extractor, "model", None)
     return {"backend": extractor.name, "conf": conf, "weights_sha1": _weights_hash(model)}
 

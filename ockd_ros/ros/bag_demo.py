@@ -36,7 +36,7 @@ from ockd_ros.bags import (
 )
 from ockd_ros.eval.metrics import adds_error
 from ockd_ros.meshes import load_object
-from ockd_ros.pose import EstimatorConfig
+from ockd_ros.pose import default_config
 from ockd_ros.ros.peer import CameraPublisher, Peer
 
 READY_TIMEOUT = 600.0  # seconds: a first run builds the template banks
@@ -63,7 +63,7 @@ def main(conf: BagDemoConfig, out_dir: Path) -> Path:
     for backend in conf.backends:
         evaluation = out_dir / f"eval_{backend}_{time.strftime('%Y%m%d_%H%M%S')}"
         offline = evaluate_bag(
-            BagEvalConfig(objects=conf.objects, estimator=EstimatorConfig(backend=backend)),
+            BagEvalConfig(objects=conf.objects, estimator=default_config(backend)),
             bag,
             evaluation,
         )

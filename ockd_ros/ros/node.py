@@ -15,6 +15,7 @@ Frames that arrive while the worker is busy are dropped and counted, never queue
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 import time
@@ -40,9 +41,7 @@ from ockd_ros.camera_messages import (
     image_message_to_rgb,
 )
 from ockd_ros.meshes import load_object, resolve_object
-from ockd_ros.pose.estimator import Estimator, EstimatorConfig, ObjectPose
-from ockd_ros.pose.pnp import PnPConfig
-from ockd_ros.pose.templates import TemplateConfig
+from ockd_ros.pose.estimator import Estimator, ObjectPose, default_config
 from ockd_ros.ros.frame_slot import LatestFrameSlot
 from ockd_ros.ros.messages import diagnostics, object_markers, pose_stamped, rgb_to_image_msg
 from ockd_ros.ros.parameters import PARAMETERS, PARAMETERS_BY_NAME, validate
@@ -142,16 +141,22 @@ class PoseNode(Node):
         features = {}  # SIFT keeps its own defaults: the baseline as every evaluation runs it
         if backend == "ockd":
             features = {
+                "grid_stride": self._param("grid_stride"),
                 "r_thr": float(self._param("r_thr")),
                 "max_keypoints": self._param("max_keypoints"),
                 "device": self._param("device"),
                 "checkpoint": self._param("checkpoint") or None,
             }
-        conf = EstimatorConfig(
-            backend=backend,
-            features=features,
-            templates=TemplateConfig(views=self._param("templates_per_object")),
-            pnp=PnPConfig(min_inliers=self._param("min_inliers")),
+        conf = default_config(backend)
+        conf = dataclasses.replace(
+            conf,
+            features={**conf.features, **features},
+            templates=dataclasses.replace(
+                conf.templates, views=self._param("templates_per_object")
+            ),
+            pnp=dataclasses.replace(
+                conf.pnp, min_inliers=self._param("min_inliers") or conf.pnp.min_inliers
+            ),
         )
         self.get_logger().info(
             f"loading {backend} template banks of {len(objects)} objects (built once, then cached)"

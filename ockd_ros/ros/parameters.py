@@ -43,6 +43,10 @@ def _at_least(minimum) -> Callable[[Any], str | None]:
     return lambda value: None if value >= minimum else f"must be ≥ {minimum}"
 
 
+def _zero_or_at_least(minimum) -> Callable[[Any], str | None]:
+    return lambda value: None if value == 0 or value >= minimum else f"must be 0 or ≥ {minimum}"
+
+
 def _device(value: str) -> str | None:
     from ockd_ros.device import resolve_device
 
@@ -89,11 +93,21 @@ PARAMETERS = (
     ),
     NodeParameter("device", "auto", "torch device: auto, cpu, cuda, cuda:N", _device),
     NodeParameter("templates_per_object", 96, "template views rendered per object", _positive),
-    NodeParameter("r_thr", 1.5, "keypoint reliability threshold (ockd)", _non_negative),
     NodeParameter(
-        "max_keypoints", 1024, "keypoints kept per image, strongest first (ockd)", _positive
+        "grid_stride", 4, "ockd keypoints on a grid every N pixels, as pose matching needs; "
+        "0: detector maxima (r_thr, max_keypoints)", _non_negative,
     ),
-    NodeParameter("min_inliers", 12, "PnP inliers needed to report a pose", _at_least(4)),
+    NodeParameter(
+        "r_thr", 1.5, "keypoint reliability threshold (ockd, grid_stride 0)", _non_negative
+    ),
+    NodeParameter(
+        "max_keypoints", 1024, "keypoints kept per image, strongest first (ockd, grid_stride 0)",
+        _positive,
+    ),
+    NodeParameter(
+        "min_inliers", 0, "PnP inliers needed to report a pose; 0: the backend's default "
+        "(ockd 40, sift 12)", _zero_or_at_least(4),
+    ),
     NodeParameter(
         "inference_width", 0, "resize wider images to this width before inference (intrinsics "
         "follow); 0 keeps the camera resolution", _non_negative,

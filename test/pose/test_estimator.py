@@ -9,7 +9,7 @@ from ockd_ros.features import create_extractor
 from ockd_ros.features.ockd import OckdConfig, OckdExtractor
 from ockd_ros.meshes import load_object, resolve_object
 from ockd_ros.model.network import NetworkConfig, OCKDNet
-from ockd_ros.pose import Estimator, EstimatorConfig, TemplateConfig
+from ockd_ros.pose import Estimator, EstimatorConfig, TemplateConfig, default_config
 from ockd_ros.pose.estimator import FEW_KEYPOINTS, FOUND
 from ockd_ros.samples import render_sample_scene
 
@@ -57,6 +57,32 @@ def test_sift_pipeline_recovers_two_objects_at_known_poses(estimator, scene):
     timing = estimator.last_timing
     assert timing.extract > 0 and timing.match > 0 and timing.pnp > 0
     assert timing.extract + timing.select + timing.match + timing.pnp <= timing.total
+
+
+def test_shipped_ockd_model_recovers_two_objects_at_known_poses(renderer, tmp_path):
+    """The package's defaults end to end: shipped weights, dense grid, 384 templates each."""
+    names = ("ketchup", "milk")
+    objects = [load_object(name) for name in names]
+    scene = render_sample_scene(renderer, objects, distance=0.5, seed=0)
+    conf = dataclasses.replace(default_config("ockd"), cache_dir=str(tmp_path))
+    estimator = Estimator(conf, objects, renderer=renderer)
+    poses = {p.name: p for p in estimator.estimate(scene.rgb, scene.K)}
+    assert estimator.last_status == dict.fromkeys(names, FOUND)
+    for index, name in enumerate(names):
+        pose, truth = poses[name], scene.poses[index]
+        assert np.linalg.norm(pose.t - truth[:3, 3]) < 0.01
+        assert np.degrees(Rotation.from_matrix(pose.R.T @ truth[:3, :3]).magnitude()) < 5.0
+        pixels = np.round(pose.keypoints).astype(int)
+        assert np.mean(scene.view.labels[pixels[:, 1], pixels[:, 0]] == index + 1) > 0.9
+
+
+def test_default_configs_per_backend():
+    for backend in ("ockd", "sift"):
+        conf = default_config(backend)
+        conf.validate()
+        assert conf.backend == backend
+    with pytest.raises(ValueError, match="unknown backend"):
+        default_config("orb")
 
 
 def test_only_requested_objects_are_looked_for(estimator, scene):

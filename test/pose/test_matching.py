@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 
 from ockd_ros.features.types import Features
-from ockd_ros.pose.matching import BankDescriptors, MatchingConfig, match_templates, select_object
+from ockd_ros.pose.matching import (
+    BankDescriptors,
+    MatchingConfig,
+    match_templates,
+    select_object,
+    shortlist_templates,
+)
 
 NO_RATIO = MatchingConfig(max_ratio=1.0)
 
@@ -64,6 +70,30 @@ def test_without_mutual_check_several_rows_may_match_one_keypoint():
     assert _pairs(match_templates(frame, bank_desc, NO_RATIO)) == [(0, 0, 0)]
     one_way = MatchingConfig(max_ratio=1.0, mutual=False)
     assert _pairs(match_templates(frame, bank_desc, one_way)) == [(0, 0, 0), (0, 1, 0)]
+
+
+def test_shortlist_matches_only_the_templates_that_see_the_frame():
+    rng = np.random.default_rng(3)
+    frame = _unit(rng.normal(size=(40, 16)))
+    # Templates 0 and 2 are noise; template 1 holds (noisy copies of) frame descriptors.
+    noise = _unit(rng.normal(size=(20, 16)))
+    seen = _unit(frame[::2] + 0.05 * rng.normal(size=(20, 16)))
+    bank = np.concatenate([noise[:10], seen, noise[10:]])
+    bank_desc = BankDescriptors(bank, np.repeat([0, 1, 2], [10, 20, 10]), 3)
+    conf = MatchingConfig(max_ratio=0.9, shortlist=1, shortlist_rows=8, shortlist_frame_step=1)
+    assert shortlist_templates(frame, bank_desc, conf).tolist() == [1]
+    matches = match_templates(frame, bank_desc, conf)
+    assert set(matches.template.tolist()) == {1}
+    # Rows are numbered in the whole bank, and each points at the frame row it was copied from.
+    assert np.all((matches.bank_index >= 10) & (matches.bank_index < 30))
+    assert np.array_equal(matches.frame_index, 2 * (matches.bank_index - 10))
+
+
+def test_shortlist_settings_are_checked():
+    with pytest.raises(ValueError, match="shortlist"):
+        MatchingConfig(shortlist=-1).validate()
+    with pytest.raises(ValueError, match="shortlist"):
+        MatchingConfig(shortlist=2, shortlist_rows=0).validate()
 
 
 def _reference_mutual_nn(frame, bank, template_ids, min_similarity):
