@@ -12,6 +12,7 @@ which is what pose estimation asks of the features (a template never shows the s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -26,7 +27,9 @@ from ockd_ros.eval.keypoints import (
     reference_pair,
     score_pairs,
 )
+from ockd_ros.eval.mma import spatial_ratio_matches
 from ockd_ros.features import create_extractor
+from ockd_ros.features.ockd import OckdExtractor
 from ockd_ros.meshes import load_object
 from ockd_ros.render import Renderer
 from ockd_ros.training.data import DataConfig, TrainingPairs
@@ -91,9 +94,14 @@ def _held_out_frames(data_dir: Path, held_out_scenes: int, frames_per_scene: int
 
 
 def main(args) -> str:
+    ockd = create_extractor("ockd", {"checkpoint": args.checkpoint, "device": args.device})
+    grid = OckdExtractor(dataclasses.replace(ockd.conf, grid_stride=4), model=ockd.model)
+    # backend → (extractor, matcher): the detector's keypoints with mutual nearest neighbours, and
+    # the 4-px grid the pose estimator uses, with its spatial ratio test.
     extractors = {
-        "ockd": create_extractor("ockd", {"checkpoint": args.checkpoint, "device": args.device}),
-        "sift": create_extractor("sift"),
+        "ockd": (ockd, None),
+        "ockd grid": (grid, spatial_ratio_matches),
+        "sift": (create_extractor("sift"), None),
     }
     lines = [
         "| data | backend | pairs | keypoints / image (in region) | matches | MMA@5 | MMA@7 |",
@@ -115,8 +123,8 @@ def main(args) -> str:
                 bop_reference_pairs(dataset, renderer), args.pairs
             )
         for source, make_pairs in sources.items():
-            for name, extractor in extractors.items():
-                score = score_pairs(extractor, make_pairs())
+            for name, (extractor, matcher) in extractors.items():
+                score = score_pairs(extractor, make_pairs(), matcher=matcher)
                 lines.append(
                     f"| {source} | {name} | {len(score.keypoints)} | "
                     f"{np.mean(score.keypoints):.0f} | {sum(score.matches)} | "
@@ -127,10 +135,11 @@ def main(args) -> str:
                     for label, values in sorted(score.by_label.items()):
                         per_object.setdefault((source, label), {})[name] = float(np.mean(values))
     if per_object:
-        lines += ["", "| data | object | ockd MMA@5 | sift MMA@5 |", "|---|---|---|---|"]
+        names = " | ".join(f"{name} MMA@5" for name in extractors)
+        lines += ["", f"| data | object | {names} |", "|---|---|" + "---|" * len(extractors)]
         for (source, label), values in per_object.items():
-            ockd, sift = values.get("ockd", 0.0), values.get("sift", 0.0)
-            lines.append(f"| {source} | {label} | {ockd:.3f} | {sift:.3f} |")
+            cells = " | ".join(f"{values.get(name, 0.0):.3f}" for name in extractors)
+            lines.append(f"| {source} | {label} | {cells} |")
     table = "\n".join(lines)
     print(table)
     if args.out:

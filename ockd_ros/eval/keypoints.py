@@ -8,7 +8,7 @@ object at its ground-truth pose supplies the occlusion check in the real frame.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import cv2
@@ -52,8 +52,8 @@ class BackendScore:
     matches: list[int] = field(default_factory=list)  # scored matches per pair
     by_label: dict[str, list[float]] = field(default_factory=dict)  # MMA@5 per label
 
-    def add(self, label: str, features1: Features, features2: Features, pair) -> None:
-        score = score_matches(features1, features2, pair.corr12, pair.valid12, THRESHOLDS)
+    def add(self, label: str, features1: Features, features2: Features, pair, matcher=None) -> None:
+        score = score_matches(features1, features2, pair.corr12, pair.valid12, THRESHOLDS, matcher)
         for threshold in THRESHOLDS:
             self.mma[threshold].append(score.mma(threshold))
         self.keypoints.append(len(features2))
@@ -71,9 +71,13 @@ def in_region(features: Features, region: np.ndarray) -> Features:
 
 
 def score_pairs(
-    extractor: FeatureExtractor, pairs: Iterator[MatchingPair], cache_second: bool = True
+    extractor: FeatureExtractor,
+    pairs: Iterator[MatchingPair],
+    cache_second: bool = True,
+    matcher: Callable[[Features, Features], np.ndarray] | None = None,
 ) -> BackendScore:
-    """Extract both images of every pair (the second image once while it repeats) and score."""
+    """Extract both images of every pair (the second image once while it repeats) and score;
+    `matcher` as in `score_matches`."""
     result = BackendScore()
     last_image2, features2_all = None, None
     for pair in pairs:
@@ -81,7 +85,7 @@ def score_pairs(
         if not (cache_second and pair.image2 is last_image2):
             features2_all, last_image2 = extractor.extract(pair.image2), pair.image2
         features2 = in_region(features2_all, pair.region2)
-        result.add(pair.label, features1, features2, pair)
+        result.add(pair.label, features1, features2, pair, matcher)
     return result
 
 

@@ -3,6 +3,7 @@ t pixels of the true correspondence."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,18 +34,44 @@ def mutual_nearest_neighbours(desc1: np.ndarray, desc2: np.ndarray) -> np.ndarra
     return np.stack([first, best2[first]], axis=1)
 
 
+def spatial_ratio_matches(
+    features1: Features, features2: Features, max_ratio: float = 0.9, radius: float = 8.0
+) -> np.ndarray:
+    """M×2 index pairs (i, j): desc2[j] is desc1[i]'s most similar row, and clearly more similar
+    (Lowe's ratio on Euclidean distances) than the best row of image 2 farther than `radius`
+    pixels from keypoint j: how dense keypoint grids are matched (see `ockd_ros.pose.matching`).
+    """
+    desc1, desc2 = features1.desc_intra, features2.desc_intra
+    if len(desc1) == 0 or len(desc2) < 2:
+        return np.zeros((0, 2), dtype=np.int64)
+    similarity = desc1 @ desc2.T
+    best = similarity.argmax(axis=1)
+    rows = np.arange(len(desc1))
+    offset = features2.keypoints[None] - features2.keypoints[best][:, None]
+    far = (offset**2).sum(axis=2) > radius**2
+    second = np.where(far, similarity, -np.inf).max(axis=1)
+    distance = np.sqrt(np.clip(2.0 - 2.0 * np.stack([similarity[rows, best], second]), 0, None))
+    keep = distance[0] < max_ratio * distance[1]
+    return np.stack([rows[keep], best[keep]], axis=1)
+
+
 def score_matches(
     features1: Features,
     features2: Features,
     corr12: np.ndarray,
     valid12: np.ndarray,
     thresholds: tuple[int, ...] = (5, 7),
+    matcher: Callable[[Features, Features], np.ndarray] | None = None,
 ) -> MatchScore:
     """Match intra descriptors of two images and check each match against the true correspondence.
 
     corr12: H×W×2 pixel coordinates in image 2 of each pixel of image 1; valid12: H×W bool.
+    matcher: gives the M×2 matches; None: mutual nearest neighbours.
     """
-    pairs = mutual_nearest_neighbours(features1.desc_intra, features2.desc_intra)
+    if matcher is None:
+        pairs = mutual_nearest_neighbours(features1.desc_intra, features2.desc_intra)
+    else:
+        pairs = matcher(features1, features2)
     points1 = np.round(features1.keypoints[pairs[:, 0]]).astype(int)
     known = valid12[points1[:, 1], points1[:, 0]]
     truth = corr12[points1[known, 1], points1[known, 0]]
