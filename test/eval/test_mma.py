@@ -19,7 +19,7 @@ def test_mutual_nearest_neighbours_keeps_only_mutual_pairs():
 
 
 def test_spatial_ratio_ignores_neighbours_but_not_distant_look_alikes():
-    image1 = _features([[10, 10], [30, 30]], [[1, 0.001, 0], [0, 1, 0.001]])
+    image1 = _features([[10, 10], [30, 30]], [[1, 0, 0], [0, 1, 0]])
     # Keypoint 0 of image 1 has two near-identical candidates 4 px apart (grid neighbours);
     # keypoint 1 has two near-identical candidates 40 px apart (a repeated pattern).
     image2 = _features(
