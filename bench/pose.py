@@ -1,18 +1,15 @@
 """Pose estimation speed on this machine: `ockd` against the SIFT pipeline, same scene, same run.
 
 Renders eight default objects in a 4×2 grid 0.8 m from the camera at 640×480 over a photo, builds
-their template banks from scratch
-(96 views each by default; build time per object is reported), then times `Estimator.estimate`
+their template banks from scratch with each backend's defaults (`default_config`; 96 views each,
+× 4 in-plane turns for `ockd`; build time per object is reported), then times `Estimator.estimate`
 for 1, 4 and 8 objects, split into extraction, per-object selection, matching and PnP (medians
 after a warm-up). A second table times batched matching alone against 12..96 templates of one
 bank, to show how its cost grows with the number of templates.
 
-    python bench/pose.py [--size 640 480] [--views 96] [--repeats 5] [--device cpu]
-                         [--ockd-r-thr 0.0] [--threads 1]
+    python bench/pose.py [--size 640 480] [--views 96] [--repeats 5] [--device cpu] [--threads 1]
 
-Without trained weights the `ockd` network finds no keypoint above the default reliability
-threshold; `--ockd-r-thr 0` keeps its `max_keypoints` strongest responses instead, which gives
-the keypoint load (not the accuracy) of a trained network. `--threads` sets torch's thread count:
+`--threads` sets torch's thread count:
 when another process keeps a core busy, two OpenMP threads wait on each other and one is faster.
 """
 
@@ -106,9 +103,9 @@ def build(backend: str, objects, renderer, views: int, features: dict) -> Estima
         return Estimator(conf, objects, renderer=renderer, progress=True)
 
 
-def main(size: tuple[int, int], views: int, repeats: int, device: str, r_thr: float | None):
+def main(size: tuple[int, int], views: int, repeats: int, device: str):
     objects = [load_object(name) for name in OBJECTS]
-    ockd_features = {"device": device, **({} if r_thr is None else {"r_thr": r_thr})}
+    ockd_features = {"device": device}
     with Renderer() as renderer:
         rgb, K = grid_scene(renderer, objects, size)
         estimators = {
@@ -117,7 +114,7 @@ def main(size: tuple[int, int], views: int, repeats: int, device: str, r_thr: fl
         }
     print(
         f"image {size[0]}×{size[1]}, {views} templates per object, torch threads "
-        f"{torch.get_num_threads()}, ockd r_thr {r_thr if r_thr is not None else 'default'}"
+        f"{torch.get_num_threads()}"
     )
     print("\nbank build per object (s): backend  mean  max  (keypoints per bank, mean)")
     for name, estimator in estimators.items():
@@ -161,9 +158,8 @@ if __name__ == "__main__":
     parser.add_argument("--views", type=int, default=96)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--ockd-r-thr", type=float, help="override the reliability threshold")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    main(tuple(args.size), args.views, args.repeats, args.device, args.ockd_r_thr)
+    main(tuple(args.size), args.views, args.repeats, args.device)
