@@ -73,7 +73,8 @@ def time_matching(
     features = estimator.extractor.extract(rgb)
     bank = estimator.banks[name]
     threshold = getattr(estimator.extractor.conf, "mask_threshold", 0.5)
-    desc = features.desc_intra[select_object(features, bank.inter_mean, threshold)]
+    selected = select_object(features, bank.inter_mean, threshold)
+    desc, keypoints = features.desc_intra[selected], features.keypoints[selected]
     conf = estimator.conf.matching
     rows = []
     for count in (c for c in TEMPLATE_COUNTS if c <= bank.num_templates):
@@ -83,9 +84,11 @@ def time_matching(
             BankDescriptors(one.descriptors, one.template_ids, 1)
             for one in (subset.subset([t]) for t in range(count))
         ]
-        batched = median_seconds(lambda p=bank_desc: match_templates(desc, p, conf), repeats)
+        batched = median_seconds(
+            lambda p=bank_desc: match_templates(desc, p, conf, keypoints), repeats
+        )
         looped = median_seconds(
-            lambda s=singles: [match_templates(desc, p, conf) for p in s], repeats
+            lambda s=singles: [match_templates(desc, p, conf, keypoints) for p in s], repeats
         )
         rows.append((count, batched, looped))
     return rows
