@@ -17,6 +17,7 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+from tables import emit_table
 
 from ockd_ros.eval.bop import BopDataset
 from ockd_ros.eval.keypoints import (
@@ -140,12 +141,7 @@ def main(args) -> str:
         for (source, label), values in per_object.items():
             cells = " | ".join(f"{values.get(name, 0.0):.3f}" for name in extractors)
             lines.append(f"| {source} | {label} | {cells} |")
-    table = "\n".join(lines)
-    print(table)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(table + "\n")
-    return table
+    return emit_table(lines, args.out)
 
 
 if __name__ == "__main__":

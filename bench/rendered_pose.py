@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy.spatial.transform import Rotation
+from tables import emit_table
 
 from ockd_ros.meshes import load_object
 from ockd_ros.pose import Estimator, default_config
@@ -74,12 +75,7 @@ def main(args: argparse.Namespace) -> str:
             f"| {backend} | {r['found']}/{n} | {r['1 cm / 5°']}/{n} | {r['2 cm / 10°']}/{n} | "
             f"{r['ms per frame']:.0f} |"
         )
-    table = "\n".join(lines)
-    print(table)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(table + "\n")
-    return table
+    return emit_table(lines, args.out)
 
 
 if __name__ == "__main__":
