@@ -66,7 +66,7 @@ def default_config(backend: str) -> EstimatorConfig:
     neighbours with Lowe's ratio test: the baseline as template pipelines run it.
     ockd: descriptors on a 4-px grid (the detector fires on too few pixels of an object for
     PnP), 256-px templates so the grid covers them densely, 4 in-plane turns per view (the
-    descriptors tolerate about ±30° of roll), one-way matching with a spatial ratio test, and a
+    descriptors tolerate about ±30° of roll), one-way matching with a spatial ratio test, a
     shortlist of 8 templates that keeps the dense matching fast, and a pose only from 40 inliers
     making up 60 % of the template's matches (wrong poses on real LM-O frames had at most 98
     and 69 %, right ones on renders at least 100 and 68 %). Every frame keypoint is a

@@ -62,6 +62,8 @@ def test_bad_arguments_raise_clear_errors(rng):
         solve_pnp(points, pixels, K)
     with pytest.raises(ValueError, match="method"):
         solve_pnp(points, pixels, K, conf=PnPConfig(method="p6p"))
+    with pytest.raises(ValueError, match="min_inlier_ratio"):
+        PnPConfig(min_inlier_ratio=1.5).validate()
     with pytest.raises(ValueError, match="coefficients"):
         check_distortion(np.zeros(3))
     with pytest.raises(ValueError, match="non-finite"):
