@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ockd_ros.features.types import Features
+from ockd_ros.pose.matching import BankDescriptors, MatchingConfig, match_templates
 
 
 @dataclass
@@ -37,22 +38,14 @@ def mutual_nearest_neighbours(desc1: np.ndarray, desc2: np.ndarray) -> np.ndarra
 def spatial_ratio_matches(
     features1: Features, features2: Features, max_ratio: float = 0.9, radius: float = 8.0
 ) -> np.ndarray:
-    """M×2 index pairs (i, j): desc2[j] is desc1[i]'s most similar row, and clearly more similar
-    (Lowe's ratio on Euclidean distances) than the best row of image 2 farther than `radius`
-    pixels from keypoint j: how dense keypoint grids are matched (see `ockd_ros.pose.matching`).
-    """
-    desc1, desc2 = features1.desc_intra, features2.desc_intra
-    if len(desc1) == 0 or len(desc2) < 2:
-        return np.zeros((0, 2), dtype=np.int64)
-    similarity = desc1 @ desc2.T
-    best = similarity.argmax(axis=1)
-    rows = np.arange(len(desc1))
-    offset = features2.keypoints[None] - features2.keypoints[best][:, None]
-    far = (offset**2).sum(axis=2) > radius**2
-    second = np.where(far, similarity, -np.inf).max(axis=1)
-    distance = np.sqrt(np.clip(2.0 - 2.0 * np.stack([similarity[rows, best], second]), 0, None))
-    keep = distance[0] < max_ratio * distance[1]
-    return np.stack([rows[keep], best[keep]], axis=1)
+    """M×2 index pairs (i, j) as the pose estimator matches dense keypoint grids
+    (`ockd_ros.pose.matching.match_templates`, image 1 as its one template): desc2[j] is
+    desc1[i]'s most similar row and passes the ratio test against the best row of image 2
+    farther than `radius` pixels from keypoint j."""
+    bank = BankDescriptors(features1.desc_intra, np.zeros(len(features1), np.int64), 1)
+    conf = MatchingConfig(max_ratio=max_ratio, ratio_radius=radius, mutual=False)
+    matches = match_templates(features2.desc_intra, bank, conf, features2.keypoints)
+    return np.stack([matches.bank_index, matches.frame_index], axis=1)
 
 
 def score_matches(

@@ -30,9 +30,9 @@ class MatchingConfig:
     # and would fail a plain ratio test; 0 compares with the second most similar of all.
     ratio_radius: float = 0.0
     mutual: bool = True  # also require the frame keypoint's best row in the template to agree
-    # > 0: match only this many templates, shortlisted by how well their strongest
-    # `shortlist_rows` rows find a close descriptor among every `shortlist_frame_step`-th frame
-    # keypoint. Dense grids make full matching against every template too slow.
+    # > 0: match only this many templates, those whose strongest `shortlist_rows` rows most
+    # often pass the ratio test against every `shortlist_frame_step`-th frame keypoint. Dense
+    # grids make full matching against every template too slow.
     shortlist: int = 0
     shortlist_rows: int = 32
     shortlist_frame_step: int = 4
@@ -165,8 +165,7 @@ def shortlist_templates(
         passed = []
         for chunk in np.array_split(rows, -(-len(rows) * len(frame) // conf.max_entries)):
             top2 = (bank.desc[chunk] @ frame.t()).topk(2, dim=1).values
-            distance = torch.sqrt(torch.clamp(2.0 - 2.0 * top2, min=0.0))
-            passed.append(distance[:, 0] < conf.max_ratio * distance[:, 1])
+            passed.append(_passes_ratio(top2[:, 0], top2[:, 1], conf.max_ratio))
         votes = torch.zeros(bank.num_templates).index_add_(
             0, bank.template_ids[rows], torch.cat(passed).float()
         )
@@ -264,9 +263,15 @@ def _distinct(similarity, best_sim, best_frame, frame_xy, conf: MatchingConfig) 
         second_sim = top.values.gather(1, far.float().argmax(dim=1, keepdim=True))[:, 0]
     else:
         second_sim = similarity.topk(2, dim=1).values[:, 1]
+    return _passes_ratio(best_sim, second_sim, conf.max_ratio)
+
+
+def _passes_ratio(best_sim: torch.Tensor, second_sim: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Lowe's test on the Euclidean distances of unit descriptors, from their cosines (a second
+    cosine of −inf, no second at all, always passes)."""
     best_distance = torch.sqrt(torch.clamp(2.0 - 2.0 * best_sim, min=0.0))
     second_distance = torch.sqrt(torch.clamp(2.0 - 2.0 * second_sim, min=0.0))
-    return best_distance < conf.max_ratio * second_distance
+    return best_distance < ratio * second_distance
 
 
 def _no_matches() -> TemplateMatches:
