@@ -14,7 +14,6 @@ which another job on the machine disturbs less.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import tempfile
 import time
@@ -30,6 +29,7 @@ from ockd_ros.bags import (
     evaluate_bag,
     record_synthetic,
 )
+from ockd_ros.config import merge_config
 from ockd_ros.meshes import load_object
 from ockd_ros.pose import Estimator, default_config
 from ockd_ros.render import Renderer
@@ -65,11 +65,9 @@ def main() -> None:
         with BagSource(bag) as source:
             names = source.gt_names or list(OBJECTS)
             frames = [(f.rgb, f.intrinsics.K) for f in source.frames()]
-        est_conf = default_config(args.backend)
-        est_conf = dataclasses.replace(
-            est_conf,
-            templates=dataclasses.replace(est_conf.templates, views=args.views),
-            cache_dir=str(Path(tmp) / "templates"),
+        est_conf = merge_config(
+            default_config(args.backend),
+            {"templates": {"views": args.views}, "cache_dir": str(Path(tmp) / "templates")},
         )
         estimator = Estimator(est_conf, [load_object(n) for n in names], renderer=renderer)
         estimator.estimate(*frames[0])  # warm-up: the first call allocates

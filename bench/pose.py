@@ -16,13 +16,13 @@ when another process keeps a core busy, two OpenMP threads wait on each other an
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 
 import numpy as np
 import torch
 from timing import median_seconds
 
+from ockd_ros.config import merge_config
 from ockd_ros.meshes import load_object
 from ockd_ros.pose import Estimator, default_config
 from ockd_ros.pose.matching import BankDescriptors, match_templates, select_object
@@ -96,13 +96,8 @@ def time_matching(
 
 def build(backend: str, objects, renderer, views: int, features: dict) -> Estimator:
     with tempfile.TemporaryDirectory() as cache_dir:  # a fresh cache: every bank is built
-        conf = default_config(backend)
-        conf = dataclasses.replace(
-            conf,
-            features={**conf.features, **features},
-            templates=dataclasses.replace(conf.templates, views=views),
-            cache_dir=cache_dir,
-        )
+        overrides = {"features": features, "templates": {"views": views}, "cache_dir": cache_dir}
+        conf = merge_config(default_config(backend), overrides)
         return Estimator(conf, objects, renderer=renderer, progress=True)
 
 

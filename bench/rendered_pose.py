@@ -11,7 +11,6 @@ Prints found / within 1 cm and 5° / within 2 cm and 10°, and the median time p
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 from tables import emit_table
 
+from ockd_ros.config import merge_config
 from ockd_ros.meshes import load_object
 from ockd_ros.pose import Estimator, default_config
 from ockd_ros.render import Renderer
@@ -36,9 +36,8 @@ def pose_errors(pose, truth: np.ndarray) -> tuple[float, float]:
 
 
 def run_backend(backend: str, renderer: Renderer, checkpoint: str | None) -> dict[str, float]:
-    conf = default_config(backend)
-    if backend == "ockd" and checkpoint:
-        conf = dataclasses.replace(conf, features={**conf.features, "checkpoint": checkpoint})
+    checkpoint_features = {"checkpoint": checkpoint} if backend == "ockd" and checkpoint else {}
+    conf = merge_config(default_config(backend), {"features": checkpoint_features})
     counts = {"instances": 0, "found": 0, "1 cm / 5°": 0, "2 cm / 10°": 0}
     seconds = []
     for names in GROUPS:

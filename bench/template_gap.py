@@ -14,13 +14,13 @@ template-to-scene gap: where `ockd` stops and SIFT does not.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from ockd_ros.config import merge_config
 from ockd_ros.geometry import make_pose
 from ockd_ros.meshes import load_object
 from ockd_ros.pose import Estimator, TemplateConfig, default_config
@@ -103,15 +103,12 @@ def main(args: argparse.Namespace) -> None:
     results = {}
     with Renderer() as renderer, tempfile.TemporaryDirectory() as cache:
         for backend in BACKENDS:
-            conf = dataclasses.replace(default_config(backend), cache_dir=cache)
+            overrides: dict = {"cache_dir": cache}
             if backend == "ockd" and args.checkpoint:
-                conf = dataclasses.replace(
-                    conf, features={**conf.features, "checkpoint": args.checkpoint}
-                )
+                overrides["features"] = {"checkpoint": args.checkpoint}
             if args.max_ratio is not None:
-                conf = dataclasses.replace(
-                    conf, matching=dataclasses.replace(conf.matching, max_ratio=args.max_ratio)
-                )
+                overrides["matching"] = {"max_ratio": args.max_ratio}
+            conf = merge_config(default_config(backend), overrides)
             estimator = Estimator(conf, [obj], renderer=renderer)
             for condition in CONDITIONS:
                 results[backend, condition.name] = run_condition(

@@ -14,7 +14,9 @@ ConfigT = TypeVar("ConfigT")
 def merge_config(default: ConfigT, overrides: dict[str, Any] | None) -> ConfigT:
     """Return a copy of the dataclass `default` with `overrides` applied.
 
-    Nested dataclass fields accept nested dicts. A key the dataclass does not declare raises
+    Nested dataclass fields accept nested dicts; dict fields are updated key by key, so an
+    override adds to defaults such as a backend's feature settings instead of dropping them.
+    A key the dataclass does not declare raises
     `ValueError` naming the key and the valid ones, so a typo in a YAML file is never ignored.
     """
     if not overrides:
@@ -30,6 +32,8 @@ def merge_config(default: ConfigT, overrides: dict[str, Any] | None) -> ConfigT:
         current = getattr(default, key)
         if dataclasses.is_dataclass(current) and isinstance(value, dict):
             value = merge_config(current, value)
+        elif isinstance(current, dict) and isinstance(value, dict):
+            value = {**current, **value}
         elif isinstance(current, tuple) and isinstance(value, list):
             value = tuple(value)
         changes[key] = value

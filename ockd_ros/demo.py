@@ -8,13 +8,13 @@ overlay PNG (keypoints, estimated boxes and axes).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ockd_ros.config import merge_config
 from ockd_ros.eval.metrics import add_error, adds_error
 from ockd_ros.features import BACKENDS
 from ockd_ros.meshes import ObjectMesh, load_object
@@ -60,12 +60,9 @@ def main(conf: DemoConfig, out_dir: Path) -> Path:
 
 
 def _run_backend(backend, objects, scene: SampleScene, renderer, conf) -> BackendResult:
-    estimator_conf = default_config(backend)
     device = {"device": conf.device} if backend == "ockd" else {}
-    estimator_conf = dataclasses.replace(
-        estimator_conf,
-        features={**estimator_conf.features, **device},
-        templates=dataclasses.replace(estimator_conf.templates, views=conf.templates),
+    estimator_conf = merge_config(
+        default_config(backend), {"features": device, "templates": {"views": conf.templates}}
     )
     start = time.perf_counter()
     estimator = Estimator(estimator_conf, objects, renderer=renderer, progress=True)

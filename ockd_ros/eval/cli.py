@@ -22,7 +22,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from ockd_ros.config import load_config
+from ockd_ros.config import load_config, merge_config
 from ockd_ros.eval.bop import (
     BopDataset,
     BopEstimate,
@@ -288,21 +288,16 @@ def estimator_config_from_args(args: argparse.Namespace) -> EstimatorConfig:
     conf = default_config(backend)
     if args.config:
         conf = load_config(conf, args.config)
-    features = dict(conf.features)
+    overrides: dict = {"backend": backend, "features": {}, "templates": {}}
     if backend == "ockd" and args.device:
-        features["device"] = args.device
-    templates = conf.templates
+        overrides["features"]["device"] = args.device
     if args.views is not None:
-        templates = dataclasses.replace(templates, views=args.views)
+        overrides["templates"]["views"] = args.views
     if args.hemisphere:
-        templates = dataclasses.replace(templates, hemisphere=True)
-    return dataclasses.replace(
-        conf,
-        backend=backend,
-        features=features,
-        templates=templates,
-        cache_dir=args.cache_dir if args.cache_dir is not None else conf.cache_dir,
-    )
+        overrides["templates"]["hemisphere"] = True
+    if args.cache_dir is not None:
+        overrides["cache_dir"] = args.cache_dir
+    return merge_config(conf, overrides)
 
 
 def add_estimator_arguments(parser: argparse.ArgumentParser) -> None:

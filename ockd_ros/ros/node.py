@@ -15,7 +15,6 @@ Frames that arrive while the worker is busy are dropped and counted, never queue
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import threading
 import time
@@ -40,6 +39,7 @@ from ockd_ros.camera_messages import (
     compressed_message_to_rgb,
     image_message_to_rgb,
 )
+from ockd_ros.config import merge_config
 from ockd_ros.meshes import load_object, resolve_object
 from ockd_ros.pose.estimator import Estimator, ObjectPose, default_config
 from ockd_ros.ros.frame_slot import LatestFrameSlot
@@ -147,17 +147,13 @@ class PoseNode(Node):
                 "device": self._param("device"),
                 "checkpoint": self._param("checkpoint") or None,
             }
-        conf = default_config(backend)
-        conf = dataclasses.replace(
-            conf,
-            features={**conf.features, **features},
-            templates=dataclasses.replace(
-                conf.templates, views=self._param("templates_per_object")
-            ),
-            pnp=dataclasses.replace(
-                conf.pnp, min_inliers=self._param("min_inliers") or conf.pnp.min_inliers
-            ),
-        )
+        overrides = {
+            "features": features,
+            "templates": {"views": self._param("templates_per_object")},
+        }
+        if self._param("min_inliers"):  # 0 keeps the backend's default
+            overrides["pnp"] = {"min_inliers": self._param("min_inliers")}
+        conf = merge_config(default_config(backend), overrides)
         self.get_logger().info(
             f"loading {backend} template banks of {len(objects)} objects (built once, then cached)"
         )
