@@ -66,8 +66,7 @@ def synthetic_reference_pairs(
     rng = np.random.default_rng(0)
     specs_by_source: dict[tuple[str, str], dict] = {}
     objects = {}
-    for folder, index in _held_out_frames(data_dir, held_out_scenes, frames_per_scene):
-        meta = read_scene(folder)
+    for folder, meta, index in _held_out_frames(data_dir, held_out_scenes, frames_per_scene):
         frame = read_frame(folder, meta, index, with_i0=False)
         source = (meta.extra["generator"]["meshes"], meta.extra["generator"]["units"])
         if source not in specs_by_source:
@@ -85,13 +84,14 @@ def synthetic_reference_pairs(
 
 
 def _held_out_frames(data_dir: Path, held_out_scenes: int, frames_per_scene: int):
-    """(scene folder, frame index) of evenly spaced frames, the first of every scene, then the
-    second of every scene..., so that a prefix of the pairs covers all held-out scenes."""
+    """(scene folder, its parsed scene.json, frame index) of evenly spaced frames: the first of
+    every scene, then the second of every scene..., so that a prefix of the pairs covers all
+    held-out scenes."""
     folders = list_scenes(data_dir)[-held_out_scenes:]
-    counts = [len(read_scene(folder).frames) for folder in folders]
+    metas = [read_scene(folder) for folder in folders]
     for rank in range(frames_per_scene):
-        for folder, count in zip(folders, counts, strict=True):
-            yield folder, (2 * rank + 1) * count // (2 * frames_per_scene)
+        for folder, meta in zip(folders, metas, strict=True):
+            yield folder, meta, (2 * rank + 1) * len(meta.frames) // (2 * frames_per_scene)
 
 
 def main(args) -> str:
