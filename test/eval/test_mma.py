@@ -24,7 +24,7 @@ def test_spatial_ratio_ignores_neighbours_but_not_distant_look_alikes():
     # keypoint 1 has two near-identical candidates 40 px apart (a repeated pattern).
     image2 = _features(
         [[10, 10], [14, 10], [20, 30], [60, 30]],
-        [[1, 0.01, 0], [1, -0.01, 0], [0, 1, 0.01], [0, 1, -0.01]],
+        [[1, 0.01, 0], [1, -0.0105, 0], [0, 1, 0.01], [0, 1, -0.0105]],
     )
     assert spatial_ratio_matches(image1, image2, 0.9, radius=8.0).tolist() == [[0, 0]]
     assert len(spatial_ratio_matches(image1, image2, 0.9, radius=0.0)) == 0

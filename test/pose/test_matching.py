@@ -1,10 +1,12 @@
 import numpy as np
 import pytest
+import torch
 
 from ockd_ros.features.types import Features
 from ockd_ros.pose.matching import (
     BankDescriptors,
     MatchingConfig,
+    _largest_columns,
     match_templates,
     select_object,
     shortlist_templates,
@@ -147,3 +149,44 @@ def test_select_object_by_inter_descriptor():
     assert select_object(features, None, 0.5).tolist() == [0, 1, 2, 3]
     sift_like = Features(features.keypoints, features.scores, features.desc_intra, None, (64, 64))
     assert select_object(sift_like, np.array([1.0, 0.0]), 0.5).tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize(("columns", "k"), [(5, 2), (1003, 2), (1003, 16), (4096, 16)])
+def test_largest_columns_are_those_of_a_full_sort(rng, columns, k):
+    # Few distinct values, so ties are frequent; the N mod 16 last columns take another path.
+    similarity = torch.from_numpy(rng.integers(0, 50, (30, columns)).astype(np.float32))
+    similarity[3, -1] = 99.0  # a row whose maximum sits in the last columns
+    found = _largest_columns(similarity, k)
+    assert found.shape == (30, k)
+    assert all(len(set(row)) == k for row in found.tolist())  # k distinct columns per row
+    expected = similarity.sort(dim=1, descending=True).values[:, :k]
+    got = similarity.gather(1, found).sort(dim=1, descending=True).values
+    assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("mutual", [True, False])
+def test_bfloat16_products_give_the_float32_matches(rng, mutual):
+    # Noisy copies of frame descriptors among distractors: the matches are clear, not ties.
+    frame = _unit(rng.normal(size=(300, 64)))
+    bank = _unit(np.concatenate([frame[:120] + 0.2 * rng.normal(size=(120, 64)),
+                                 rng.normal(size=(80, 64))]))  # fmt: skip
+    bank_desc = BankDescriptors(bank, np.repeat([0, 1, 2, 3], 50), 4)
+    xy = rng.uniform(0, 640, (300, 2))
+    found = {}
+    for precision in ("float32", "bfloat16"):
+        conf = MatchingConfig(max_ratio=0.9, ratio_radius=8.0, mutual=mutual, precision=precision)
+        matches = match_templates(frame, bank_desc, conf, xy)
+        found[precision] = matches
+        # Cosines are reported in float32 whatever the products were computed in.
+        np.testing.assert_allclose(
+            matches.similarity, np.sum(frame[matches.frame_index] * bank[matches.bank_index], 1),
+            rtol=1e-5,
+        )  # fmt: skip
+    assert len(found["float32"]) >= 100
+    assert _pairs(found["bfloat16"]) == _pairs(found["float32"])
+
+
+def test_precision_is_checked():
+    with pytest.raises(ValueError, match="precision"):
+        MatchingConfig(precision="float16").validate()
+    assert MatchingConfig(precision="auto").dtype in (torch.float32, torch.bfloat16)
