@@ -4,7 +4,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from ockd_ros.geometry import intrinsics, project, transform_points
-from ockd_ros.pose.pnp import PnPConfig, check_distortion, solve_pnp
+from ockd_ros.pose.pnp import PnPConfig, check_distortion, ransac_iterations, solve_pnp
 
 K = intrinsics(600.0, 600.0, 320.0, 240.0)
 
@@ -33,6 +33,19 @@ def test_pnp_recovers_a_known_pose_despite_outliers(rng, method):
     true_inliers = np.setdiff1d(np.arange(len(points)), outliers)
     assert set(true_inliers) <= set(result.inliers.tolist()) | set(outliers.tolist())
     assert len(np.intersect1d(result.inliers, true_inliers)) >= 0.95 * len(true_inliers)
+
+
+def test_inlier_share_bounds_ransac_iterations_and_the_pose_is_still_found(rng):
+    shares = (0.0, 0.3, 0.6, 0.9)
+    counts = [ransac_iterations(PnPConfig(min_inlier_ratio=w)) for w in shares]
+    assert counts[0] == PnPConfig().iterations and counts == sorted(counts, reverse=True)
+    assert counts[-1] < counts[-2] < 200  # a handful of samples when most matches are inliers
+    # 35 % outliers, inliers ≥ 60 %: the bounded search finds the pose in every draw.
+    conf = PnPConfig(min_inlier_ratio=0.6)
+    for _ in range(20):
+        points, pixels, _, t, _ = _scene(rng, outlier_fraction=0.35)
+        result = solve_pnp(points, pixels, K, conf=conf)
+        assert result is not None and np.linalg.norm(result.t - t) < 0.002
 
 
 def test_pnp_with_distortion_matches_distorted_pixels(rng):
