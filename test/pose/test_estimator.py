@@ -62,12 +62,14 @@ def test_sift_pipeline_recovers_two_objects_at_known_poses(estimator, scene):
 def test_shipped_ockd_model_recovers_two_objects_at_known_poses(renderer, tmp_path):
     """The package's defaults end to end: shipped weights, dense grid, 384 templates each.
 
-    Not every scene works yet (README: 8 of 20 rendered objects within 1 cm/5°); this one did
-    when the defaults were chosen, and must keep working.
+    Not every scene works yet (README: about a third of rendered objects within 1 cm/5°,
+    most misses turned 90° or 180° onto a look-alike face). This pair at 0.4 m passed for
+    seeds 1 and 2 of 0-4 with the defaults of 2026-11-25 (a scan of 25 two-object scenes) and
+    must keep working; the rate itself is measured by bench/rendered_pose.py.
     """
-    names = ("ketchup", "milk")
+    names = ("cream_cheese", "ketchup")
     objects = [load_object(name) for name in names]
-    scene = render_sample_scene(renderer, objects, distance=0.5, seed=1)
+    scene = render_sample_scene(renderer, objects, distance=0.4, seed=1)
     conf = dataclasses.replace(default_config("ockd"), cache_dir=str(tmp_path))
     estimator = Estimator(conf, objects, renderer=renderer)
     poses = {p.name: p for p in estimator.estimate(scene.rgb, scene.K)}

@@ -91,6 +91,28 @@ def test_shortlist_matches_only_the_templates_that_see_the_frame():
     assert np.array_equal(matches.frame_index, 2 * (matches.bank_index - 10))
 
 
+def test_strongest_rows_of_all_or_some_templates():
+    # Template 0: rows 0-2, template 1: none, template 2: rows 3-7.
+    bank_desc = BankDescriptors(np.zeros((8, 4), np.float32), np.array([0, 0, 0, 2, 2, 2, 2, 2]), 3)
+    assert bank_desc.strongest_rows(2).tolist() == [0, 1, 3, 4]
+    assert bank_desc.strongest_rows(4, np.array([1, 2])).tolist() == [3, 4, 5, 6]
+    assert bank_desc.strongest_rows(9, np.array([0])).tolist() == [0, 1, 2]
+    assert bank_desc.strongest_rows(2, np.array([], int)).tolist() == []
+
+
+def test_preselection_keeps_the_template_that_sees_the_frame():
+    rng = np.random.default_rng(4)
+    frame = _unit(rng.normal(size=(60, 16)))
+    # Ten templates of 12 rows: template 6 holds noisy copies of frame descriptors.
+    bank = _unit(rng.normal(size=(120, 16)))
+    bank[72:84] = _unit(frame[:12] + 0.05 * rng.normal(size=(12, 16)))
+    bank_desc = BankDescriptors(bank, np.repeat(np.arange(10), 12), 10)
+    conf = MatchingConfig(shortlist=2, shortlist_rows=12, shortlist_frame_step=1, preselect=3)
+    assert shortlist_templates(frame, bank_desc, conf)[0] == 6
+    with pytest.raises(ValueError, match="preselect"):
+        MatchingConfig(preselect=-1).validate()
+
+
 def test_shortlist_settings_are_checked():
     with pytest.raises(ValueError, match="shortlist"):
         MatchingConfig(shortlist=-1).validate()
