@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from ockd_ros.features import create_extractor
 from ockd_ros.features.types import FeatureExtractor, Features, check_image
 from ockd_ros.geometry import check_intrinsics, make_pose
 from ockd_ros.meshes import ObjectMesh
+from ockd_ros.pose.flips import FlipConfig, best_turn, box_turns, turned_pose
 from ockd_ros.pose.matching import (
     BankDescriptors,
     MatchingConfig,
@@ -27,7 +29,7 @@ from ockd_ros.pose.matching import (
     match_templates,
     select_object,
 )
-from ockd_ros.pose.pnp import PnPConfig, PnPResult, check_distortion, solve_pnp
+from ockd_ros.pose.pnp import PnPConfig, PnPResult, check_distortion, refine_pose, solve_pnp
 from ockd_ros.pose.templates import (
     TemplateBank,
     TemplateConfig,
@@ -50,12 +52,14 @@ class EstimatorConfig:
     templates: TemplateConfig = field(default_factory=TemplateConfig)
     matching: MatchingConfig = field(default_factory=MatchingConfig)
     pnp: PnPConfig = field(default_factory=PnPConfig)
+    flips: FlipConfig = field(default_factory=FlipConfig)  # look-alike faces (pose.flips)
     cache_dir: str | None = None  # None: default_cache_dir(); '' disables the cache
 
     def validate(self) -> None:
         self.templates.validate()
         self.matching.validate()
         self.pnp.validate()
+        self.flips.validate()
 
 
 def default_config(backend: str) -> EstimatorConfig:
@@ -93,6 +97,7 @@ def default_config(backend: str) -> EstimatorConfig:
                 preselect=32,
             ),
             pnp=PnPConfig(min_inliers=40, min_inlier_ratio=0.6),
+            flips=FlipConfig(enabled=True),
         )
     raise ValueError(f"unknown backend {backend!r}; choose 'ockd' or 'sift'")
 
@@ -164,6 +169,14 @@ class Estimator:
             name: BankDescriptors(bank.descriptors, bank.template_ids, bank.num_templates)
             for name, bank in self.banks.items()
         }
+        # Per object: the turns onto look-alike faces and the bounding-box centre they turn about.
+        self._turns = {
+            obj.name: (
+                box_turns(np.ptp(obj.mesh.bounds, axis=0), conf.flips.extent_tolerance),
+                obj.mesh.bounds.mean(axis=0),
+            )
+            for obj in objects
+        }
         self.last_timing = EstimateTiming()
         self.last_status: dict[str, str] = {}
 
@@ -193,11 +206,12 @@ class Estimator:
             )
         timing = EstimateTiming()
         features = self.extractor.extract(rgb)
+        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if self.conf.flips.enabled else None
         timing.extract = time.perf_counter() - start
         self.last_status = {}
         found = []
         for name in names:
-            pose = self._estimate_object(name, features, K, D, timing)
+            pose = self._estimate_object(name, features, grey, K, D, timing)
             if pose is not None:
                 found.append(pose)
         timing.total = time.perf_counter() - start
@@ -205,7 +219,7 @@ class Estimator:
         return found
 
     def _estimate_object(
-        self, name: str, features: Features, K: np.ndarray, D, timing: EstimateTiming
+        self, name: str, features: Features, grey, K: np.ndarray, D, timing: EstimateTiming
     ) -> ObjectPose | None:
         bank = self.banks[name]
         step = time.perf_counter()
@@ -227,13 +241,19 @@ class Estimator:
         timing.match += now - step
         step = now
         best = self._best_pnp(bank, features.keypoints[selected], matches, templates, K, D)
-        timing.pnp += time.perf_counter() - step
         if best is None:
+            timing.pnp += time.perf_counter() - step
             self.last_status[name] = NO_POSE
             return None
         result, template, count = best
+        own = matches.of_template(template)
+        frame_points = features.keypoints[selected][own.frame_index]
+        if grey is not None:
+            result = self._face_right(
+                name, result, bank.points[own.bank_index], frame_points, grey, K, D
+            )
+        timing.pnp += time.perf_counter() - step
         self.last_status[name] = FOUND
-        frame_points = features.keypoints[selected][matches.of_template(template).frame_index]
         return ObjectPose(
             name=name,
             R=result.R,
@@ -268,6 +288,22 @@ class Estimator:
             if best is None or len(result.inliers) > len(best[0].inliers):
                 best = (result, template, len(own))
         return best
+
+    def _face_right(self, name: str, result: PnPResult, points3d, pixels, grey, K, D) -> PnPResult:
+        """`result`, or its turn onto the look-alike face whose colours agree better with the
+        image (`pose.flips`), refined on the same pixels."""
+        turns, centre = self._turns[name]
+        if len(turns) < 2:
+            return result
+        bank = self.banks[name]
+        index = best_turn(bank, turns, centre, result.R, result.t, grey, K, D, self.conf.flips)
+        if index == 0:
+            return result
+        R, t = turned_pose(result.R, result.t, turns[index], centre)
+        # Where the PnP pose saw X, the turned pose sees turnᵀ(X − centre) + centre.
+        turned_points = (points3d - centre) @ turns[index] + centre
+        refined = refine_pose(turned_points, pixels, K, D, R, t, self.conf.pnp)
+        return refined or PnPResult(R, t, result.inliers)
 
     def _mask_threshold(self) -> float:
         # The ockd backend defines how close an inter-object descriptor must be to count.

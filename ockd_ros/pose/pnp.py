@@ -112,7 +112,35 @@ def solve_pnp(
         return None
     if not ok or inliers is None or len(inliers) < conf.min_inliers:
         return None
-    inliers = inliers.reshape(-1)
+    return _finish(points3d, points2d, K, D, rvec, tvec, inliers.reshape(-1), conf)
+
+
+def refine_pose(
+    points3d: np.ndarray,
+    points2d: np.ndarray,
+    K: np.ndarray,
+    D: np.ndarray | None,
+    R: np.ndarray,
+    t: np.ndarray,
+    conf: PnPConfig | None = None,
+) -> PnPResult | None:
+    """`solve_pnp` without RANSAC: the pose (R, t) refined on the correspondences within the
+    reprojection error of it, or None if too few are."""
+    conf = conf or PnPConfig()
+    points3d = np.ascontiguousarray(points3d, dtype=np.float64).reshape(-1, 3)
+    points2d = np.ascontiguousarray(points2d, dtype=np.float64).reshape(-1, 2)
+    rvec, tvec = (
+        cv2.Rodrigues(np.asarray(R, np.float64))[0],
+        np.asarray(t, np.float64).reshape(3, 1),
+    )
+    inliers = _inliers(points3d, points2d, K, D, rvec, tvec, conf.reprojection_error)
+    if len(inliers) < max(conf.min_inliers, 4):
+        return None
+    return _finish(points3d, points2d, K, D, rvec, tvec, inliers, conf)
+
+
+def _finish(points3d, points2d, K, D, rvec, tvec, inliers, conf: PnPConfig) -> PnPResult | None:
+    """Levenberg-Marquardt on the inliers (with `conf.refine`), then the checks of a pose."""
     if conf.refine:
         rvec, tvec = cv2.solvePnPRefineLM(points3d[inliers], points2d[inliers], K, D, rvec, tvec)
         inliers = _inliers(points3d, points2d, K, D, rvec, tvec, conf.reprojection_error)

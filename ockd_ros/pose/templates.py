@@ -39,7 +39,7 @@ from ockd_ros.render import Renderer
 from ockd_ros.samples import default_camera
 
 LOG = logging.getLogger(__name__)
-BANK_FORMAT_VERSION = 1
+BANK_FORMAT_VERSION = 2  # 2: colours
 GOLDEN_ANGLE = np.pi * (3.0 - np.sqrt(5.0))
 
 
@@ -74,6 +74,7 @@ class TemplateBank:
 
     keypoints: M×2 float32 template pixels. descriptors: M×D float32 unit rows (intra-object).
     points: M×3 float32, each keypoint's 3D point in the object frame (metres).
+    colors: M×3 uint8 RGB of the template at each keypoint.
     template_ids: M int32, the template of each row, ascending.
     poses: V×4×4 float64 `T_cam_obj` of each template. K: 3×3 template intrinsics.
     inter_mean: D2 float32 unit mean inter-object descriptor, None for backends without one.
@@ -84,6 +85,7 @@ class TemplateBank:
     keypoints: np.ndarray
     descriptors: np.ndarray
     points: np.ndarray
+    colors: np.ndarray
     template_ids: np.ndarray
     poses: np.ndarray
     K: np.ndarray
@@ -108,6 +110,7 @@ class TemplateBank:
             keypoints=self.keypoints[rows],
             descriptors=self.descriptors[rows],
             points=self.points[rows],
+            colors=self.colors[rows],
             template_ids=renumber[self.template_ids[rows]],
             poses=self.poses[templates],
         )
@@ -170,18 +173,22 @@ def build_bank(
         view = renderer.render([obj], [T_cam_obj], K, size, background=conf.background)
         features = _on_object(extractor.extract(view.rgb), view.labels == 1, conf)
         uv = features.keypoints.astype(np.float64)
-        depth = view.depth[np.round(uv[:, 1]).astype(int), np.round(uv[:, 0]).astype(int)]
-        points = transform_points(invert_pose(T_cam_obj), backproject(K, uv, depth))
-        parts.append((features, points, np.full(len(features), index, np.int32)))
+        rows, columns = np.round(uv[:, 1]).astype(int), np.round(uv[:, 0]).astype(int)
+        points = transform_points(
+            invert_pose(T_cam_obj), backproject(K, uv, view.depth[rows, columns])
+        )
+        ids = np.full(len(features), index, np.int32)
+        parts.append((features, points, view.rgb[rows, columns], ids))
         if features.desc_inter is not None and len(features):
             inter_sum = features.desc_inter.sum(0) + (0 if inter_sum is None else inter_sum)
     return TemplateBank(
         name=obj.name,
         backend=extractor.name,
-        keypoints=np.concatenate([f.keypoints for f, _, _ in parts]).astype(np.float32),
-        descriptors=np.concatenate([f.desc_intra for f, _, _ in parts]).astype(np.float32),
-        points=np.concatenate([p for _, p, _ in parts]).astype(np.float32),
-        template_ids=np.concatenate([ids for _, _, ids in parts]),
+        keypoints=np.concatenate([f.keypoints for f, *_ in parts]).astype(np.float32),
+        descriptors=np.concatenate([f.desc_intra for f, *_ in parts]).astype(np.float32),
+        points=np.concatenate([p for _, p, _, _ in parts]).astype(np.float32),
+        colors=np.concatenate([c for _, _, c, _ in parts]).astype(np.uint8),
+        template_ids=np.concatenate([ids for *_, ids in parts]),
         poses=poses,
         K=K,
         size=size,
@@ -307,6 +314,7 @@ def write_bank(path: Path, bank: TemplateBank, key: dict[str, Any]) -> Path:
         "keypoints": bank.keypoints,
         "descriptors": bank.descriptors,
         "points": bank.points,
+        "colors": bank.colors,
         "template_ids": bank.template_ids,
         "poses": bank.poses,
         "K": bank.K,
@@ -341,6 +349,7 @@ def read_bank(path: Path, digest: str) -> TemplateBank | None:
                 keypoints=data["keypoints"],
                 descriptors=data["descriptors"],
                 points=data["points"],
+                colors=data["colors"],
                 template_ids=data["template_ids"],
                 poses=data["poses"],
                 K=data["K"],
@@ -361,6 +370,7 @@ def _check_bank(bank: TemplateBank) -> None:
     shapes_ok = (
         bank.keypoints.shape == (m, 2)
         and bank.points.shape == (m, 3)
+        and bank.colors.shape == (m, 3)
         and bank.descriptors.ndim == 2
         and len(bank.descriptors) == m
         and bank.poses.ndim == 3
