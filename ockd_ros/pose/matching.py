@@ -9,13 +9,13 @@ one keypoint in each of several templates, as neighbouring views share points.
 
 from __future__ import annotations
 
-import functools
 import itertools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from ockd_ros.device import native_bfloat16
 from ockd_ros.features.ockd import object_mask
 from ockd_ros.features.types import Features
 
@@ -70,19 +70,11 @@ class MatchingConfig:
     def dtype(self) -> torch.dtype:
         """The torch type similarities are computed in."""
         if self.precision == "auto":
-            return torch.bfloat16 if _native_bfloat16() else torch.float32
+            return torch.bfloat16 if native_bfloat16() else torch.float32
         return PRECISIONS[self.precision]
 
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "auto": None}
-
-
-@functools.cache
-def _native_bfloat16() -> bool:
-    """Whether this CPU has bfloat16 dot products (AVX512-BF16 or AMX); elsewhere bfloat16
-    matrix products are emulated and slower than float32."""
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
 
 
 def select_object(

@@ -245,7 +245,13 @@ def backend_fingerprint(extractor: FeatureExtractor) -> dict[str, Any]:
     for unused in ("device", "checkpoint", "mask_threshold"):
         conf.pop(unused, None)
     model = getattr(extractor, "model", None)
-    return {"backend": extractor.name, "conf": conf, "weights_sha1": _weights_hash(model)}
+    dtype = getattr(extractor, "dtype", None)  # what 'auto' precision resolved to here
+    return {
+        "backend": extractor.name,
+        "conf": conf,
+        "weights_sha1": _weights_hash(model),
+        "dtype": None if dtype is None else str(dtype),
+    }
 
 
 def _weights_hash(model) -> str | None:
