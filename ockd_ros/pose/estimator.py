@@ -73,12 +73,13 @@ def default_config(backend: str) -> EstimatorConfig:
     descriptors tolerate about ±30° of roll), one-way matching with a spatial ratio test, and a
     pose only from 40 inliers making up 60 % of the template's matches (wrong poses on real
     LM-O frames had at most 98 and 69 %, right ones on renders at least 100 and 68 %). Dense
-    matching against all 384 templates is too slow, so two votes of template keypoints against
-    every 8th frame keypoint (16 rows of every template keep 32 templates, 64 rows of those
-    keep 4) pick the templates to match; with bfloat16 products where the CPU has them this
-    is 6x faster than one vote for 8 templates in float32, for the same share of rendered
-    objects within 1 cm / 5°. Every frame keypoint is a candidate (mask_threshold −1): the
-    shipped model's inter-object descriptors do not yet separate objects from their background.
+    matching against all 384 templates is too slow, so two votes of template keypoints
+    against every 4th frame keypoint pick the templates to match (16 rows of every template
+    keep 32 templates, 64 rows of those keep 4); with bfloat16 products where the CPU has them
+    this is 4x faster than one vote for 8 templates in float32. A pose turned onto a look-alike
+    face is put right by colour (`flips`). Every frame keypoint is a candidate
+    (mask_threshold −1): the shipped model's inter-object descriptors do not yet separate
+    objects from their background.
     """
     if backend == "sift":
         return EstimatorConfig(backend="sift", matching=MatchingConfig(precision="float32"))
@@ -93,7 +94,6 @@ def default_config(backend: str) -> EstimatorConfig:
                 mutual=False,
                 shortlist=4,
                 shortlist_rows=64,
-                shortlist_frame_step=8,
                 preselect=32,
             ),
             pnp=PnPConfig(min_inliers=40, min_inlier_ratio=0.6),

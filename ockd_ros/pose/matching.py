@@ -37,9 +37,10 @@ class MatchingConfig:
     shortlist: int = 0
     shortlist_rows: int = 32
     shortlist_frame_step: int = 4
-    # > 0: the shortlist vote only among the `preselect` templates that win a first vote with a
-    # quarter of the rows (the first vote costs a quarter, the second preselect / templates).
+    # > 0: the shortlist vote only among the `preselect` templates that win a first vote with
+    # their `preselect_rows` strongest rows (cheaper: fewer rows, then fewer templates).
     preselect: int = 0
+    preselect_rows: int = 16
     top_templates: int = 3  # templates with the most matches that go on to PnP
     # Similarities held at once (float32: 4 MB): small enough to stay in cache.
     max_entries: int = 1 << 20
@@ -59,8 +60,8 @@ class MatchingConfig:
             raise ValueError("top_templates and max_entries must be ≥ 1")
         if self.shortlist < 0 or self.shortlist_rows < 1 or self.shortlist_frame_step < 1:
             raise ValueError("shortlist must be ≥ 0, shortlist_rows and _frame_step ≥ 1")
-        if self.preselect < 0:
-            raise ValueError(f"preselect must be ≥ 0, got {self.preselect}")
+        if self.preselect < 0 or self.preselect_rows < 1:
+            raise ValueError("preselect must be ≥ 0 and preselect_rows ≥ 1")
         if self.precision not in PRECISIONS:
             raise ValueError(
                 f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}"
@@ -192,14 +193,14 @@ def shortlist_templates(
     """Indices of the `conf.shortlist` templates, best first, ranked by how many of their
     strongest rows pass the ratio test against a frame subsample (every
     `shortlist_frame_step`-th keypoint: sparse enough that neighbours rarely fail the test);
-    with `preselect`, among the winners of a first vote with a quarter of the rows."""
+    with `preselect`, among the winners of a first vote with `preselect_rows` rows each."""
     frame = torch.from_numpy(np.ascontiguousarray(frame_desc[:: conf.shortlist_frame_step]))
     if bank.offsets[-1] == 0 or len(frame) < 2:
         return np.zeros(0, np.int64)
     templates = None
     with torch.inference_mode():
         if conf.preselect:
-            rows = bank.strongest_rows(max(1, conf.shortlist_rows // 4))
+            rows = bank.strongest_rows(conf.preselect_rows)
             templates = np.sort(_most_voted(_votes(frame, bank, rows, conf), conf.preselect))
         votes = _votes(frame, bank, bank.strongest_rows(conf.shortlist_rows, templates), conf)
     return _most_voted(votes, conf.shortlist)

@@ -107,7 +107,9 @@ def test_preselection_keeps_the_template_that_sees_the_frame():
     bank = _unit(rng.normal(size=(120, 16)))
     bank[72:84] = _unit(frame[:12] + 0.05 * rng.normal(size=(12, 16)))
     bank_desc = BankDescriptors(bank, np.repeat(np.arange(10), 12), 10)
-    conf = MatchingConfig(shortlist=2, shortlist_rows=12, shortlist_frame_step=1, preselect=3)
+    conf = MatchingConfig(
+        shortlist=2, shortlist_rows=12, shortlist_frame_step=1, preselect=3, preselect_rows=3
+    )
     assert shortlist_templates(frame, bank_desc, conf)[0] == 6
     with pytest.raises(ValueError, match="preselect"):
         MatchingConfig(preselect=-1).validate()
