@@ -21,7 +21,7 @@ from ockd_ros.features import create_extractor
 from ockd_ros.features.types import FeatureExtractor, Features, check_image
 from ockd_ros.geometry import check_intrinsics, make_pose
 from ockd_ros.meshes import ObjectMesh
-from ockd_ros.pose.flips import FlipConfig, best_turn, box_turns, turned_pose
+from ockd_ros.pose.flips import FlipConfig, GreyFrame, best_turn, box_turns, turned_pose
 from ockd_ros.pose.matching import (
     BankDescriptors,
     MatchingConfig,
@@ -296,7 +296,8 @@ class Estimator:
         if len(turns) < 2:
             return result
         bank = self.banks[name]
-        index = best_turn(bank, turns, centre, result.R, result.t, grey, K, D, self.conf.flips)
+        frame = GreyFrame(grey, K, D)
+        index = best_turn(bank, turns, centre, result.R, result.t, frame, self.conf.flips)
         if index == 0:
             return result
         R, t = turned_pose(result.R, result.t, turns[index], centre)

@@ -58,6 +58,15 @@ def box_turns(extents: np.ndarray, tolerance: float) -> np.ndarray:
     return np.stack(turns)
 
 
+@dataclass(frozen=True)
+class GreyFrame:
+    """The image poses are checked against: H×W uint8 grey values, its 3×3 K and distortion."""
+
+    grey: np.ndarray
+    K: np.ndarray
+    D: np.ndarray | None = None
+
+
 def turned_pose(
     R: np.ndarray, t: np.ndarray, turn: np.ndarray, centre: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -67,27 +76,23 @@ def turned_pose(
 
 
 def colour_agreement(
-    bank: TemplateBank,
-    R: np.ndarray,
-    t: np.ndarray,
-    grey: np.ndarray,
-    K: np.ndarray,
-    D: np.ndarray | None,
-    conf: FlipConfig,
+    bank: TemplateBank, R: np.ndarray, t: np.ndarray, frame: GreyFrame, conf: FlipConfig
 ) -> float | None:
     """Correlation of the grey values of the template nearest in viewing direction to pose
-    (R, t) with those of the H×W `grey` image where its keypoints project; None when fewer
-    than `min_points` land in the image or either side lacks contrast."""
+    (R, t) with those of `frame` where its keypoints project; None when fewer than
+    `min_points` land in the image or either side lacks contrast."""
     template = _nearest_view(bank, R, t)
     rows = np.flatnonzero(bank.template_ids == template)
     rvec = cv2.Rodrigues(np.asarray(R, np.float64))[0]
     points = np.asarray(bank.points[rows], np.float64)
-    pixels = cv2.projectPoints(points, rvec, np.asarray(t, np.float64), K, D)[0].reshape(-1, 2)
+    tvec = np.asarray(t, np.float64)
+    pixels = cv2.projectPoints(points, rvec, tvec, frame.K, frame.D)[0].reshape(-1, 2)
     column, row = np.round(pixels).astype(int).T
-    inside = (column >= 0) & (column < grey.shape[1]) & (row >= 0) & (row < grey.shape[0])
+    height, width = frame.grey.shape
+    inside = (column >= 0) & (column < width) & (row >= 0) & (row < height)
     if inside.sum() < conf.min_points:
         return None
-    seen = grey[row[inside], column[inside]].astype(np.float64)
+    seen = frame.grey[row[inside], column[inside]].astype(np.float64)
     expected = bank.colors[rows[inside]] @ GREY_WEIGHTS
     if seen.std() < conf.min_contrast or expected.std() < conf.min_contrast:
         return None
@@ -100,15 +105,14 @@ def best_turn(
     centre: np.ndarray,
     R: np.ndarray,
     t: np.ndarray,
-    grey: np.ndarray,
-    K: np.ndarray,
-    D: np.ndarray | None,
+    frame: GreyFrame,
     conf: FlipConfig,
 ) -> int:
-    """Index into `turns` of the turn to apply to pose (R, t): the one whose colours agree
-    best with the image, if it beats the untouched pose (turn 0) by `margin`; else 0."""
+    """Index into the T×3×3 `turns` (identity first) of the turn about `centre` to apply to
+    pose (R, t): the one whose colours agree best with `frame`, if it beats the untouched pose
+    by `margin`; else 0."""
     scores = [
-        colour_agreement(bank, *turned_pose(R, t, turn, centre), grey, K, D, conf) for turn in turns
+        colour_agreement(bank, *turned_pose(R, t, turn, centre), frame, conf) for turn in turns
     ]
     if scores[0] is None:
         return 0

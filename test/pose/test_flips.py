@@ -4,7 +4,14 @@ from scipy.spatial.transform import Rotation
 
 from ockd_ros.features import create_extractor
 from ockd_ros.meshes import load_object
-from ockd_ros.pose.flips import FlipConfig, best_turn, box_turns, colour_agreement, turned_pose
+from ockd_ros.pose.flips import (
+    FlipConfig,
+    GreyFrame,
+    best_turn,
+    box_turns,
+    colour_agreement,
+    turned_pose,
+)
 from ockd_ros.pose.templates import TemplateConfig, build_bank
 from ockd_ros.samples import render_sample_scene
 
@@ -45,18 +52,17 @@ def macaroni_scene(renderer):
     macaroni = load_object("macaroni_and_cheese")
     scene = render_sample_scene(renderer, [macaroni], distance=0.5, seed=2)
     bank = build_bank(macaroni, create_extractor("sift"), renderer, TemplateConfig(views=48))
-    grey = scene.rgb.astype(np.float64) @ [0.299, 0.587, 0.114]
-    return macaroni, scene, bank, grey.astype(np.uint8)
+    grey = (scene.rgb.astype(np.float64) @ [0.299, 0.587, 0.114]).astype(np.uint8)
+    return macaroni, scene, bank, GreyFrame(grey, scene.K)
 
 
 def test_the_true_pose_agrees_in_colour_better_than_its_look_alike_turns(macaroni_scene):
-    macaroni, scene, bank, grey = macaroni_scene
+    macaroni, scene, bank, frame = macaroni_scene
     truth = scene.poses[0]
     centre = macaroni.mesh.bounds.mean(axis=0)
     turns = box_turns(macaroni.mesh.extents, CONF.extent_tolerance)
     scores = [
-        colour_agreement(bank, *turned_pose(truth[:3, :3], truth[:3, 3], turn, centre),
-                         grey, scene.K, None, CONF)
+        colour_agreement(bank, *turned_pose(truth[:3, :3], truth[:3, 3], turn, centre), frame, CONF)
         for turn in turns
     ]  # fmt: skip
     assert scores[0] > 0.5
@@ -64,25 +70,24 @@ def test_the_true_pose_agrees_in_colour_better_than_its_look_alike_turns(macaron
 
 
 def test_best_turn_undoes_a_turn_onto_a_look_alike_face(macaroni_scene):
-    macaroni, scene, bank, grey = macaroni_scene
+    macaroni, scene, bank, frame = macaroni_scene
     truth = scene.poses[0]
     centre = macaroni.mesh.bounds.mean(axis=0)
     turns = box_turns(macaroni.mesh.extents, CONF.extent_tolerance)
     for index in range(1, len(turns)):
         R, t = turned_pose(truth[:3, :3], truth[:3, 3], turns[index], centre)
-        undo = best_turn(bank, turns, centre, R, t, grey, scene.K, None, CONF)
+        undo = best_turn(bank, turns, centre, R, t, frame, CONF)
         R_back, t_back = turned_pose(R, t, turns[undo], centre)
         np.testing.assert_allclose(R_back, truth[:3, :3], atol=1e-9)
         np.testing.assert_allclose(t_back, truth[:3, 3], atol=1e-9)
     # The true pose itself stays.
-    assert best_turn(bank, turns, centre, truth[:3, :3], truth[:3, 3], grey, scene.K, None,
-                     CONF) == 0  # fmt: skip
+    assert best_turn(bank, turns, centre, truth[:3, :3], truth[:3, 3], frame, CONF) == 0
 
 
 def test_uniform_images_cannot_score_a_pose(macaroni_scene):
     _, scene, bank, _ = macaroni_scene
     truth = scene.poses[0]
-    flat = np.full(scene.rgb.shape[:2], 128, np.uint8)
-    assert colour_agreement(bank, truth[:3, :3], truth[:3, 3], flat, scene.K, None, CONF) is None
+    flat = GreyFrame(np.full(scene.rgb.shape[:2], 128, np.uint8), scene.K)
+    assert colour_agreement(bank, truth[:3, :3], truth[:3, 3], flat, CONF) is None
     with pytest.raises(ValueError, match="margin"):
         FlipConfig(margin=-0.1).validate()
