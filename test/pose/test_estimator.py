@@ -64,7 +64,7 @@ def test_shipped_ockd_model_recovers_two_objects_at_known_poses(renderer, tmp_pa
 
     Not every scene works yet (README: about a third of rendered objects within 1 cm/5°,
     most misses turned 90° or 180° onto a look-alike face). This pair at 0.4 m passed for
-    seeds 1 and 2 of 0-4 with the defaults of 2026-11-25 (a scan of 25 two-object scenes) and
+    seeds 1 and 2 of 0-4 with the defaults of 2026-11-25 (a scan of 50 two-object scenes) and
     must keep working; the rate itself is measured by bench/rendered_pose.py.
     """
     names = ("cream_cheese", "ketchup")
