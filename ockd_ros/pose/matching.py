@@ -216,7 +216,8 @@ def _votes(
     passed = []
     for chunk in np.array_split(rows, -(-len(rows) * len(frame) // conf.max_entries)):
         top2 = _largest_columns(bank_cast[chunk] @ frame_cast.t(), 2)
-        top2 = _exact_cosines(bank.desc[chunk], frame, top2)
+        # In float32 the two may swap places: compare the larger with the smaller.
+        top2 = _exact_cosines(bank.desc[chunk], frame, top2).sort(dim=1, descending=True).values
         passed.append(_passes_ratio(top2[:, 0], top2[:, 1], conf.max_ratio))
     return torch.zeros(bank.num_templates).index_add_(
         0, bank.template_ids[rows], torch.cat(passed).float()
@@ -317,9 +318,10 @@ SLICES = 16
 
 
 def _largest_columns(similarity: torch.Tensor, k: int) -> torch.Tensor:
-    """m×k column indices of each row's k largest entries of the m×N `similarity` (any order).
+    """m×k column indices of each row's k largest entries of the m×N `similarity`, largest
+    first.
 
-    Two levels, 2-3x faster than `topk` over N: columns g, g + G, g + 2G, ... (G = N // SLICES)
+    Two levels, 1.5-2.5x faster than `topk` over N: columns g, g + G, g + 2G, ... (G = N // SLICES)
     form group g, whose maximum is an elementwise max over SLICES contiguous slices; the k best
     entries of a row lie in its k best groups (a column outside them has k larger group
     maxima above it), so `topk` runs over the G group maxima and then the k·SLICES members.
