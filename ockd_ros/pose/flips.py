@@ -82,7 +82,8 @@ def colour_agreement(
     (R, t) with those of `frame` where its keypoints project; None when fewer than
     `min_points` land in the image or either side lacks contrast."""
     template = _nearest_view(bank, R, t)
-    rows = np.flatnonzero(bank.template_ids == template)
+    # Rows are sorted by template: the template's rows are one run.
+    rows = np.arange(*np.searchsorted(bank.template_ids, [template, template + 1]))
     rvec = cv2.Rodrigues(np.asarray(R, np.float64))[0]
     points = np.asarray(bank.points[rows], np.float64)
     tvec = np.asarray(t, np.float64)

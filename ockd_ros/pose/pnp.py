@@ -129,12 +129,10 @@ def refine_pose(
     conf = conf or PnPConfig()
     points3d = np.ascontiguousarray(points3d, dtype=np.float64).reshape(-1, 3)
     points2d = np.ascontiguousarray(points2d, dtype=np.float64).reshape(-1, 2)
-    rvec, tvec = (
-        cv2.Rodrigues(np.asarray(R, np.float64))[0],
-        np.asarray(t, np.float64).reshape(3, 1),
-    )
+    rvec = cv2.Rodrigues(np.asarray(R, np.float64))[0]
+    tvec = np.asarray(t, np.float64).reshape(3, 1)
     inliers = _inliers(points3d, points2d, K, D, rvec, tvec, conf.reprojection_error)
-    if len(inliers) < max(conf.min_inliers, 4):
+    if len(inliers) < conf.min_inliers:
         return None
     return _finish(points3d, points2d, K, D, rvec, tvec, inliers, conf)
 

@@ -4,7 +4,13 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from ockd_ros.geometry import intrinsics, project, transform_points
-from ockd_ros.pose.pnp import PnPConfig, check_distortion, ransac_iterations, solve_pnp
+from ockd_ros.pose.pnp import (
+    PnPConfig,
+    check_distortion,
+    ransac_iterations,
+    refine_pose,
+    solve_pnp,
+)
 
 K = intrinsics(600.0, 600.0, 320.0, 240.0)
 
@@ -46,6 +52,18 @@ def test_inlier_share_bounds_ransac_iterations_and_the_pose_is_still_found(rng):
         points, pixels, _, t, _ = _scene(rng, outlier_fraction=0.35)
         result = solve_pnp(points, pixels, K, conf=conf)
         assert result is not None and np.linalg.norm(result.t - t) < 0.002
+
+
+def test_refine_pose_converges_from_a_nearby_start_and_rejects_a_far_one(rng):
+    points, pixels, R, t, outliers = _scene(rng)
+    start_R = Rotation.from_rotvec([0.01, -0.005, 0.008]).as_matrix() @ R
+    result = refine_pose(points, pixels, K, None, start_R, t + np.array([0.001, -0.001, 0.002]))
+    assert result is not None
+    assert np.degrees(Rotation.from_matrix(result.R.T @ R).magnitude()) < 0.5
+    assert np.linalg.norm(result.t - t) < 0.002
+    assert not set(result.inliers.tolist()) & set(outliers.tolist())
+    far_R = Rotation.from_rotvec([0.0, np.pi / 2, 0.0]).as_matrix() @ R
+    assert refine_pose(points, pixels, K, None, far_R, t) is None  # too few points agree
 
 
 def test_pnp_with_distortion_matches_distorted_pixels(rng):
