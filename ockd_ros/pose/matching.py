@@ -118,19 +118,20 @@ class BankDescriptors:
 
     def restrict(self, templates: np.ndarray) -> tuple[BankDescriptors, np.ndarray]:
         """The rows of some templates only (template numbers kept) and their rows in this bank."""
-        templates = np.unique(templates)
-        rows = np.concatenate(
-            [np.arange(self.offsets[v], self.offsets[v + 1]) for v in templates] or [[]]
-        ).astype(np.int64)
+        rows = self.strongest_rows(None, np.unique(templates))
         ids = self.template_ids.numpy()[rows]
         return BankDescriptors(self.desc.numpy()[rows], ids, self.num_templates), rows
 
-    def strongest_rows(self, count: int, templates: np.ndarray | None = None) -> np.ndarray:
-        """Row indices of the first `count` rows (rows are stored strongest first) of each of
-        `templates` (ascending; None: all)."""
-        templates = np.arange(self.num_templates) if templates is None else np.asarray(templates)
+    def strongest_rows(self, count: int | None, templates: np.ndarray | None = None) -> np.ndarray:
+        """Row indices of the first `count` rows (rows are stored strongest first; None: all)
+        of each of `templates` (ascending; None: all)."""
+        templates = (
+            np.arange(self.num_templates) if templates is None else np.asarray(templates, np.int64)
+        )
         starts = self.offsets[templates]
-        lengths = np.minimum(self.offsets[templates + 1] - starts, count)
+        lengths = self.offsets[templates + 1] - starts
+        if count is not None:
+            lengths = np.minimum(lengths, count)
         # Row r of the result is start + (r − first row of its template).
         firsts = np.cumsum(lengths) - lengths
         return (np.repeat(starts - firsts, lengths) + np.arange(lengths.sum())).astype(np.int64)
@@ -370,8 +371,7 @@ def _distinct(cosines, nearest, frame_xy, conf: MatchingConfig) -> torch.Tensor:
 
 
 def _passes_ratio(best_sim: torch.Tensor, second_sim: torch.Tensor, ratio: float) -> torch.Tensor:
-    """Lowe's test on the Euclidean distances of unit descriptors, from their cosines (a second
-    cosine of −inf, no second at all, always passes)."""
+    """Lowe's test on the Euclidean distances of unit descriptors, from their cosines."""
     best_distance = torch.sqrt(torch.clamp(2.0 - 2.0 * best_sim, min=0.0))
     second_distance = torch.sqrt(torch.clamp(2.0 - 2.0 * second_sim, min=0.0))
     return best_distance < ratio * second_distance

@@ -98,6 +98,7 @@ def test_strongest_rows_of_all_or_some_templates():
     assert bank_desc.strongest_rows(4, np.array([1, 2])).tolist() == [3, 4, 5, 6]
     assert bank_desc.strongest_rows(9, np.array([0])).tolist() == [0, 1, 2]
     assert bank_desc.strongest_rows(2, np.array([], int)).tolist() == []
+    assert bank_desc.strongest_rows(None, np.array([0, 2])).tolist() == list(range(8))
 
 
 def test_preselection_keeps_the_template_that_sees_the_frame():
