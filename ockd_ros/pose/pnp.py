@@ -19,7 +19,9 @@ class PnPConfig:
     reprojection_error: float = 4.0  # pixels: inlier threshold
     iterations: int = 1000  # at most; fewer when min_inlier_ratio bounds them (ransac_iterations)
     confidence: float = 0.999
-    min_inliers: int = 12  # fewer: no pose
+    # Fewer inliers at distinct pixels: no pose. Dense one-way matching maps many 3D points to
+    # one pixel; a pose that shrinks the object onto a few such pixels makes them all inliers.
+    min_inliers: int = 12
     # A smaller share of a template's matches as inliers: no pose. Dense matching gives hundreds
     # of matches, among which a dozen chance inliers are easy to find.
     min_inlier_ratio: float = 0.0
@@ -84,8 +86,9 @@ def solve_pnp(
 ) -> PnPResult | None:
     """Pose of the N×3 object points (metres) seen at the N×2 pixels, or None.
 
-    None means no trustworthy pose: too few correspondences or inliers, a degenerate point set,
-    a non-finite solution, or an object behind the camera.
+    None means no trustworthy pose: too few correspondences, inliers at too few distinct pixels
+    (`min_inliers`), a degenerate point set, a non-finite solution, or an object behind the
+    camera.
     """
     conf = conf or PnPConfig()
     conf.validate()
@@ -95,7 +98,7 @@ def solve_pnp(
         raise ValueError(f"{len(points3d)} 3D points but {len(points2d)} 2D points")
     if not (np.all(np.isfinite(points3d)) and np.all(np.isfinite(points2d))):
         raise ValueError("correspondences must be finite")
-    if len(points3d) < conf.min_inliers:
+    if _distinct_pixels(points2d, slice(None)) < conf.min_inliers:
         return None
     try:
         ok, rvec, tvec, inliers = cv2.solvePnPRansac(
@@ -110,7 +113,7 @@ def solve_pnp(
         )
     except cv2.error:  # degenerate samples (coincident or collinear points) make OpenCV throw
         return None
-    if not ok or inliers is None or len(inliers) < conf.min_inliers:
+    if not ok or inliers is None or _distinct_pixels(points2d, inliers) < conf.min_inliers:
         return None
     return _finish(points3d, points2d, K, D, rvec, tvec, inliers.reshape(-1), conf)
 
@@ -132,7 +135,7 @@ def refine_pose(
     rvec = cv2.Rodrigues(np.asarray(R, np.float64))[0]
     tvec = np.asarray(t, np.float64).reshape(3, 1)
     inliers = _inliers(points3d, points2d, K, D, rvec, tvec, conf.reprojection_error)
-    if len(inliers) < conf.min_inliers:
+    if _distinct_pixels(points2d, inliers) < conf.min_inliers:
         return None
     return _finish(points3d, points2d, K, D, rvec, tvec, inliers, conf)
 
@@ -143,9 +146,16 @@ def _finish(points3d, points2d, K, D, rvec, tvec, inliers, conf: PnPConfig) -> P
         rvec, tvec = cv2.solvePnPRefineLM(points3d[inliers], points2d[inliers], K, D, rvec, tvec)
         inliers = _inliers(points3d, points2d, K, D, rvec, tvec, conf.reprojection_error)
     R, t = cv2.Rodrigues(rvec)[0], tvec.reshape(3)
-    if len(inliers) < conf.min_inliers or not _plausible(R, t, points3d[inliers]):
+    if _distinct_pixels(points2d, inliers) < conf.min_inliers:
+        return None
+    if not _plausible(R, t, points3d[inliers]):
         return None
     return PnPResult(R, t, inliers)
+
+
+def _distinct_pixels(points2d: np.ndarray, inliers: np.ndarray | slice) -> int:
+    """How many different image points the inliers have: the evidence a pose rests on."""
+    return len(np.unique(points2d[inliers], axis=0))
 
 
 def _inliers(points3d, points2d, K, D, rvec, tvec, threshold: float) -> np.ndarray:

@@ -84,6 +84,17 @@ def test_too_few_or_degenerate_correspondences_give_no_pose(rng):
     assert solve_pnp(*_scene(rng, outlier_fraction=1.0)[:2], K) is None  # pure noise
 
 
+def test_many_points_on_a_few_pixels_give_no_pose(rng):
+    """Dense one-way matching can send a hundred template points to the same few frame pixels
+    (as on real LM-O frames); a pose that shrinks the object far away onto those pixels makes
+    every match an inlier, but rests on four observations."""
+    points, *_ = _scene(rng, count=120, outlier_fraction=0.0)
+    corners = np.array([[320.0, 240.0], [324.0, 240.0], [320.0, 244.0], [324.0, 244.0]])
+    pixels = corners[rng.integers(0, 4, len(points))]  # grid keypoints: exact pixels
+    assert solve_pnp(points, pixels, K, conf=PnPConfig(min_inliers=12)) is None
+    assert solve_pnp(points, pixels, K, conf=PnPConfig(min_inliers=4)) is not None
+
+
 def test_bad_arguments_raise_clear_errors(rng):
     points, pixels, *_ = _scene(rng)
     with pytest.raises(ValueError, match="2D points"):
