@@ -174,6 +174,9 @@ class Renderer:
         key = (id(obj), occurrence)
         if key not in self._object_nodes:
             mesh = self._pyrender.Mesh.from_trimesh(obj.mesh, smooth=False)
+            for primitive in mesh.primitives:
+                if primitive.color_0 is not None:
+                    primitive.color_0 = _linear_vertex_colours(primitive.color_0)
             # Keep the ObjectMesh alive with its node so id(obj) is never reused for another mesh.
             self._object_nodes[key] = self._scene.add(mesh, name=f"{obj.name}#{occurrence}")
             self._object_nodes[key].source = obj
@@ -207,6 +210,19 @@ class Renderer:
             self._scene, self._pyrender.RenderFlags.SEG, seg_node_map=seg_colors
         )
         return seg[..., 0].astype(np.int32) + 256 * seg[..., 1].astype(np.int32)
+
+
+def _linear_vertex_colours(rgba: np.ndarray) -> np.ndarray:
+    """n×4 float vertex colours from sRGB to linear RGB (alpha unchanged).
+
+    pyrender's shader multiplies the lit colour by the vertex colour and then encodes the result
+    as sRGB, but unlike textures it never decodes the vertex colour first: stored sRGB (as in
+    BOP's PLY scans) came out washed out, 1.5-2.5x too bright and greyish on LM-O objects.
+    """
+    linear = np.array(rgba, dtype=np.float32)
+    rgb = linear[:, :3]
+    linear[:, :3] = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    return linear
 
 
 def _stable_osmesa_context_handle() -> None:

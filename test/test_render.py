@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import trimesh
@@ -5,6 +7,7 @@ from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from ockd_ros.geometry import backproject, intrinsics, invert_pose, make_pose, transform_points
+from ockd_ros.meshes import ObjectMesh
 from ockd_ros.render import DirectionalLight, Lighting
 
 K = intrinsics(500.0, 500.0, 159.5, 119.5)
@@ -71,6 +74,21 @@ def test_lighting_changes_brightness(renderer, ketchup):
     bright_view = renderer.render([ketchup], pose, K, SIZE, lighting=bright)
     mask = dark_view.mask(0)
     assert bright_view.rgb[mask].mean() > dark_view.rgb[mask].mean() + 20
+
+
+@pytest.mark.parametrize("srgb", [(109, 44, 31), (20, 200, 90)])  # LM-O's ape; a green
+def test_vertex_colours_are_rendered_as_the_srgb_they_are(renderer, srgb):
+    """Under white ambient light alone a surface shows its own colour. pyrender decodes sRGB
+    textures but not vertex colours (BOP's PLY scans), which came out washed out (the ape's
+    brown as (173, 114, 98)) until the renderer decoded them itself."""
+    box = trimesh.creation.box((0.1, 0.1, 0.1))
+    box.visual = trimesh.visual.ColorVisuals(box, vertex_colors=srgb)
+    coloured = ObjectMesh(f"box_{srgb}", box, Path("box.ply"))
+    white = Lighting(ambient=(1.0, 1.0, 1.0), lights=())
+    view = renderer.render([coloured], [_pose([30, 40, 0], [0, 0, 0.5])], K, SIZE, lighting=white)
+    shown = view.rgb[view.mask(0)].astype(int)
+    assert len(shown) > 1000
+    assert np.abs(shown - srgb).max() <= 8
 
 
 def test_empty_scene_renders_background(renderer):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,8 +71,9 @@ def default_config(backend: str) -> EstimatorConfig:
     ockd: descriptors on a 4-px grid (the detector fires on too few pixels of an object for
     PnP), 256-px templates so the grid covers them densely, 4 in-plane turns per view (the
     descriptors tolerate about ±30° of roll), one-way matching with a spatial ratio test, and a
-    pose only from 40 inliers making up 60 % of the template's matches (wrong poses on real
-    LM-O frames had at most 98 and 69 %, right ones on renders at least 100 and 68 %). Dense
+    pose only from 40 inliers at 40 different frame pixels making up 60 % of the template's
+    matches (wrong poses on real LM-O frames had up to 174 inliers but at 2-9 pixels: templates
+    shrunk far away; right ones on renders at least 55 pixels and 68 %). Dense
     matching against all 384 templates is too slow, so two votes of template keypoints
     against every 4th frame keypoint pick the templates to match (16 rows of every template
     keep 32 templates, 64 rows of those keep 4); with bfloat16 products where the CPU has them
@@ -96,7 +97,7 @@ def default_config(backend: str) -> EstimatorConfig:
                 shortlist_rows=64,
                 preselect=32,
             ),
-            pnp=PnPConfig(min_inliers=40, min_inlier_ratio=0.6),
+            pnp=PnPConfig(min_inliers=40, min_inlier_pixels=40, min_inlier_ratio=0.6),
             flips=FlipConfig(enabled=True),
         )
     raise ValueError(f"unknown backend {backend!r}; choose 'ockd' or 'sift'")
@@ -186,13 +187,16 @@ class Estimator:
         K: np.ndarray,
         D: np.ndarray | None = None,
         objects: Sequence[str] | None = None,
+        regions: Mapping[str, np.ndarray] | None = None,
     ) -> list[ObjectPose]:
         """Poses of the `objects` (names; None: all) found in an H×W×3 uint8 RGB image.
 
-        K: 3×3 intrinsics of the image; D: OpenCV distortion coefficients or None. Objects not
-        found are left out; `last_status` gives each object's outcome (FOUND, FEW_KEYPOINTS,
-        NO_POSE), `last_timing` where the time went.
-        Raises `ValueError` for a malformed image, K or D, or an unknown object name.
+        K: 3×3 intrinsics of the image; D: OpenCV distortion coefficients or None.
+        regions: per object name, an H×W bool mask of where to look for it (from a detector or
+        segmenter, say); objects without one are looked for everywhere. Objects not found are
+        left out; `last_status` gives each object's outcome (FOUND, FEW_KEYPOINTS, NO_POSE),
+        `last_timing` where the time went.
+        Raises `ValueError` for a malformed image, K, D or region, or an unknown object name.
         """
         start = time.perf_counter()
         check_image(rgb)
@@ -204,6 +208,7 @@ class Estimator:
             raise ValueError(
                 f"unknown objects {unknown}; this estimator knows {list(self.objects)}"
             )
+        regions = _check_regions(regions or {}, names, rgb.shape[:2])
         timing = EstimateTiming()
         features = self.extractor.extract(rgb)
         grey = None
@@ -213,7 +218,7 @@ class Estimator:
         self.last_status = {}
         found = []
         for name in names:
-            pose = self._estimate_object(name, features, grey, K, D, timing)
+            pose = self._estimate_object(name, features, regions.get(name), grey, K, D, timing)
             if pose is not None:
                 found.append(pose)
         timing.total = time.perf_counter() - start
@@ -224,6 +229,7 @@ class Estimator:
         self,
         name: str,
         features: Features,
+        region: np.ndarray | None,
         grey: GreyFrame | None,
         K: np.ndarray,
         D,
@@ -232,6 +238,8 @@ class Estimator:
         bank = self.banks[name]
         step = time.perf_counter()
         selected = select_object(features, bank.inter_mean, self._mask_threshold())
+        if region is not None:
+            selected = selected[_inside(region, features.keypoints[selected])]
         now = time.perf_counter()
         timing.select += now - step
         step = now
@@ -343,6 +351,30 @@ class Estimator:
             for own in own_renderer:
                 own.close()
         return banks, built
+
+
+def _check_regions(
+    regions: Mapping[str, np.ndarray], names: list[str], shape: tuple[int, int]
+) -> dict[str, np.ndarray]:
+    """`regions` as bool masks of the image's `shape`, for objects being looked for."""
+    stray = sorted(set(regions) - set(names))
+    if stray:
+        raise ValueError(f"regions given for {stray}, which are not looked for ({names})")
+    checked = {}
+    for name, region in regions.items():
+        region = np.asarray(region)
+        if region.shape != shape:
+            raise ValueError(f"region of {name} is {region.shape}, the image {shape}")
+        checked[name] = region.astype(bool, copy=False)
+    return checked
+
+
+def _inside(region: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+    """Bool per N×2 keypoint: its nearest pixel lies in the H×W `region`."""
+    height, width = region.shape
+    x = np.clip(np.rint(keypoints[:, 0]).astype(np.int64), 0, width - 1)
+    y = np.clip(np.rint(keypoints[:, 1]).astype(np.int64), 0, height - 1)
+    return region[y, x]
 
 
 def _cache_dir(setting: str | None) -> Path | None:

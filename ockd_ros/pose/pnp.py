@@ -19,9 +19,11 @@ class PnPConfig:
     reprojection_error: float = 4.0  # pixels: inlier threshold
     iterations: int = 1000  # at most; fewer when min_inlier_ratio bounds them (ransac_iterations)
     confidence: float = 0.999
-    # Fewer inliers at distinct pixels: no pose. Dense one-way matching maps many 3D points to
-    # one pixel; a pose that shrinks the object onto a few such pixels makes them all inliers.
-    min_inliers: int = 12
+    min_inliers: int = 12  # fewer: no pose
+    # Inliers at fewer different pixels: no pose (0: no check). Dense one-way matching maps many
+    # 3D points to one pixel; a pose that shrinks the object onto a few such pixels far away
+    # makes them all inliers.
+    min_inlier_pixels: int = 0
     # A smaller share of a template's matches as inliers: no pose. Dense matching gives hundreds
     # of matches, among which a dozen chance inliers are easy to find.
     min_inlier_ratio: float = 0.0
@@ -40,6 +42,8 @@ class PnPConfig:
             raise ValueError(
                 f"min_inliers must be ≥ 4 (PnP needs 4 points), got {self.min_inliers}"
             )
+        if self.min_inlier_pixels < 0:
+            raise ValueError(f"min_inlier_pixels must be ≥ 0, got {self.min_inlier_pixels}")
 
 
 @dataclass
@@ -86,8 +90,8 @@ def solve_pnp(
 ) -> PnPResult | None:
     """Pose of the N×3 object points (metres) seen at the N×2 pixels, or None.
 
-    None means no trustworthy pose: too few correspondences, inliers at too few distinct pixels
-    (`min_inliers`), a degenerate point set, a non-finite solution, or an object behind the
+    None means no trustworthy pose: too few correspondences or inliers, inliers at too few
+    different pixels, a degenerate point set, a non-finite solution, or an object behind the
     camera.
     """
     conf = conf or PnPConfig()
@@ -98,7 +102,7 @@ def solve_pnp(
         raise ValueError(f"{len(points3d)} 3D points but {len(points2d)} 2D points")
     if not (np.all(np.isfinite(points3d)) and np.all(np.isfinite(points2d))):
         raise ValueError("correspondences must be finite")
-    if _distinct_pixels(points2d, slice(None)) < conf.min_inliers:
+    if not _enough(points2d, np.arange(len(points2d)), conf):
         return None
     try:
         ok, rvec, tvec, inliers = cv2.solvePnPRansac(
@@ -113,7 +117,7 @@ def solve_pnp(
         )
     except cv2.error:  # degenerate samples (coincident or collinear points) make OpenCV throw
         return None
-    if not ok or inliers is None or _distinct_pixels(points2d, inliers) < conf.min_inliers:
+    if not ok or inliers is None or not _enough(points2d, inliers.reshape(-1), conf):
         return None
     return _finish(points3d, points2d, K, D, rvec, tvec, inliers.reshape(-1), conf)
 
@@ -135,7 +139,7 @@ def refine_pose(
     rvec = cv2.Rodrigues(np.asarray(R, np.float64))[0]
     tvec = np.asarray(t, np.float64).reshape(3, 1)
     inliers = _inliers(points3d, points2d, K, D, rvec, tvec, conf.reprojection_error)
-    if _distinct_pixels(points2d, inliers) < conf.min_inliers:
+    if not _enough(points2d, inliers, conf):
         return None
     return _finish(points3d, points2d, K, D, rvec, tvec, inliers, conf)
 
@@ -146,16 +150,18 @@ def _finish(points3d, points2d, K, D, rvec, tvec, inliers, conf: PnPConfig) -> P
         rvec, tvec = cv2.solvePnPRefineLM(points3d[inliers], points2d[inliers], K, D, rvec, tvec)
         inliers = _inliers(points3d, points2d, K, D, rvec, tvec, conf.reprojection_error)
     R, t = cv2.Rodrigues(rvec)[0], tvec.reshape(3)
-    if _distinct_pixels(points2d, inliers) < conf.min_inliers:
-        return None
-    if not _plausible(R, t, points3d[inliers]):
+    if not _enough(points2d, inliers, conf) or not _plausible(R, t, points3d[inliers]):
         return None
     return PnPResult(R, t, inliers)
 
 
-def _distinct_pixels(points2d: np.ndarray, inliers: np.ndarray | slice) -> int:
-    """How many different image points the inliers have: the evidence a pose rests on."""
-    return len(np.unique(points2d[inliers], axis=0))
+def _enough(points2d: np.ndarray, inliers: np.ndarray, conf: PnPConfig) -> bool:
+    """At least `min_inliers` inliers, at `min_inlier_pixels` different pixels or more."""
+    if len(inliers) < conf.min_inliers:
+        return False
+    if conf.min_inlier_pixels == 0:
+        return True
+    return len(np.unique(points2d[inliers], axis=0)) >= conf.min_inlier_pixels
 
 
 def _inliers(points3d, points2d, K, D, rvec, tvec, threshold: float) -> np.ndarray:

@@ -39,7 +39,7 @@ from ockd_ros.render import Renderer
 from ockd_ros.samples import default_camera
 
 LOG = logging.getLogger(__name__)
-BANK_FORMAT_VERSION = 2  # 2: colours
+BANK_FORMAT_VERSION = 3  # 2: colours; 3: vertex colours rendered as sRGB
 GOLDEN_ANGLE = np.pi * (3.0 - np.sqrt(5.0))
 
 

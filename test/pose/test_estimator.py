@@ -97,6 +97,21 @@ def test_only_requested_objects_are_looked_for(estimator, scene):
     assert list(estimator.last_status) == ["orange_juice"]
 
 
+def test_regions_limit_where_each_object_is_looked_for(estimator, scene):
+    own = {name: scene.view.labels == index + 1 for index, name in enumerate(NAMES)}
+    poses = {p.name: p for p in estimator.estimate(scene.rgb, scene.K, regions=own)}
+    assert sorted(poses) == sorted(NAMES)
+    for name, pose in poses.items():
+        pixels = np.round(pose.keypoints).astype(int)
+        assert own[name][pixels[:, 1], pixels[:, 0]].all()
+    swapped = {NAMES[0]: own[NAMES[1]], NAMES[1]: own[NAMES[0]]}
+    assert estimator.estimate(scene.rgb, scene.K, regions=swapped) == []
+    empty = {NAMES[0]: np.zeros_like(own[NAMES[0]])}
+    poses = estimator.estimate(scene.rgb, scene.K, regions=empty)
+    assert [p.name for p in poses] == [NAMES[1]]  # no region: looked for everywhere
+    assert estimator.last_status[NAMES[0]] == FEW_KEYPOINTS
+
+
 def test_symmetric_flag_comes_from_the_object(renderer, sift_conf, scene):
     spec = dataclasses.replace(resolve_object("orange_juice"), symmetric=True)
     estimator = Estimator(sift_conf, [load_object(spec)], renderer=renderer)
@@ -127,6 +142,11 @@ def test_bad_arguments(estimator, scene, objects, sift_conf):
         estimator.estimate(scene.rgb, scene.K, objects=["ketchup"])
     with pytest.raises(ValueError, match="distortion"):
         estimator.estimate(scene.rgb, scene.K, D=[0.1, np.nan, 0.0, 0.0])
+    region = np.ones(scene.rgb.shape[:2], bool)
+    with pytest.raises(ValueError, match="not looked for"):
+        estimator.estimate(scene.rgb, scene.K, objects=[NAMES[0]], regions={NAMES[1]: region})
+    with pytest.raises(ValueError, match="region of"):
+        estimator.estimate(scene.rgb, scene.K, regions={NAMES[0]: region[:-1]})
     with pytest.raises(ValueError, match="unique"):
         Estimator(sift_conf, [objects[0], objects[0]])
     with pytest.raises(ValueError, match="backend"):

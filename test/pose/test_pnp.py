@@ -91,8 +91,8 @@ def test_many_points_on_a_few_pixels_give_no_pose(rng):
     points, *_ = _scene(rng, count=120, outlier_fraction=0.0)
     corners = np.array([[320.0, 240.0], [324.0, 240.0], [320.0, 244.0], [324.0, 244.0]])
     pixels = corners[rng.integers(0, 4, len(points))]  # grid keypoints: exact pixels
-    assert solve_pnp(points, pixels, K, conf=PnPConfig(min_inliers=12)) is None
-    assert solve_pnp(points, pixels, K, conf=PnPConfig(min_inliers=4)) is not None
+    assert solve_pnp(points, pixels, K, conf=PnPConfig(min_inlier_pixels=12)) is None
+    assert solve_pnp(points, pixels, K, conf=PnPConfig(min_inlier_pixels=4)) is not None
 
 
 def test_bad_arguments_raise_clear_errors(rng):
@@ -104,6 +104,8 @@ def test_bad_arguments_raise_clear_errors(rng):
         solve_pnp(points, pixels, K)
     with pytest.raises(ValueError, match="method"):
         solve_pnp(points, pixels, K, conf=PnPConfig(method="p6p"))
+    with pytest.raises(ValueError, match="min_inlier_pixels"):
+        PnPConfig(min_inlier_pixels=-1).validate()
     with pytest.raises(ValueError, match="min_inlier_ratio"):
         PnPConfig(min_inlier_ratio=1.5).validate()
     with pytest.raises(ValueError, match="coefficients"):

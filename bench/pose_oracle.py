@@ -1,0 +1,254 @@
+"""How far each backend is from a pose on real frames, even with a perfect front end.
+
+On a BOP dataset (default: the LM-O frames beside the checkout), for every annotated instance
+and each backend with its defaults (`ockd` and the SIFT baseline, same frames, same run):
+
+- **pose**: found and right (ADD(-S) < 10 % of the diameter) as `ockd-eval bop` looks for it,
+  and again with the true visible region given (`Estimator.estimate(regions=...)`: the
+  instance rendered at its true pose among the others, dilated by 8 px), the best an object
+  mask could do;
+- **nearest template**: the template whose view is nearest the true one, matched alone against
+  the keypoints in the true region: its matches, the share within 5 px of where the true pose
+  projects their 3D points, at how many different frame pixels, and its rank among all
+  templates by match count (what template selection would have to find).
+
+    python bench/pose_oracle.py [--dataset DIR] [--max-frames N] [--out FILE.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tables import emit_table
+from tqdm import tqdm
+
+from ockd_ros.eval.bop import BopDataset, BopFrame
+from ockd_ros.eval.metrics import add_error, adds_error
+from ockd_ros.features.types import Features
+from ockd_ros.geometry import make_pose
+from ockd_ros.meshes import ObjectMesh, load_object
+from ockd_ros.pose import Estimator, default_config
+from ockd_ros.pose.matching import BankDescriptors, match_templates
+from ockd_ros.render import Renderer
+
+CORRECT_PX = 5.0  # a match is correct when the true pose projects its 3D point this close
+REGION_MARGIN_PX = 8  # the true visible region grown by this, as a mask would be
+PNP_PIXELS = 12  # different correct pixels a template needs for a pose to have a chance
+
+
+@dataclass
+class InstanceOutcome:
+    obj: str
+    found: bool  # without a region, as ockd-eval bop runs
+    right: bool
+    found_in_region: bool  # with the true visible region
+    right_in_region: bool
+    matches: int  # of the nearest template, inside the true region
+    correct: int
+    correct_pixels: int
+    rank: int  # of the nearest template among all, by match count (0: most matches)
+    templates: int  # in the object's bank
+
+
+def main(dataset_dir: Path, max_frames: int | None, out: Path | None) -> str:
+    dataset = BopDataset(dataset_dir)
+    frames = dataset.frames()[:max_frames]
+    objects = {obj_id: load_object(model.spec()) for obj_id, model in dataset.models.items()}
+    points = {obj_id: model.eval_points() for obj_id, model in dataset.models.items()}
+    outcomes = {}
+    with Renderer() as renderer:
+        regions = [true_regions(renderer, frame, objects) for frame in frames]
+        for backend in ("ockd", "sift"):
+            estimator = Estimator(
+                default_config(backend), list(objects.values()), renderer=renderer, progress=True
+            )
+            outcomes[backend] = [
+                outcome
+                for frame, frame_regions in tqdm(
+                    list(zip(frames, regions, strict=True)), desc=backend, unit="frame"
+                )
+                for outcome in frame_outcomes(estimator, frame, frame_regions, dataset, points)
+            ]
+    return emit_table([*summary_table(outcomes), "", *object_table(outcomes)], out)
+
+
+def true_regions(
+    renderer: Renderer, frame: BopFrame, objects: dict[int, ObjectMesh]
+) -> list[np.ndarray]:
+    """Per instance of `frame`, the H×W bool region where it is visible, grown by the margin."""
+    height, width = cv2.imread(str(frame.rgb_path), cv2.IMREAD_UNCHANGED).shape[:2]
+    view = renderer.render(
+        [objects[i.obj_id] for i in frame.instances],
+        [make_pose(i.R, i.t) for i in frame.instances],
+        frame.K,
+        (width, height),
+    )
+    kernel = np.ones((2 * REGION_MARGIN_PX + 1,) * 2, np.uint8)
+    return [
+        cv2.dilate(view.mask(k).astype(np.uint8), kernel).astype(bool)
+        for k in range(len(frame.instances))
+    ]
+
+
+def frame_outcomes(
+    estimator: Estimator,
+    frame: BopFrame,
+    regions: list[np.ndarray],
+    dataset: BopDataset,
+    points: dict[int, np.ndarray],
+) -> list[InstanceOutcome]:
+    """One outcome per instance of an object that appears once in `frame` (the estimator gives
+    one pose per object, so a region must name a single instance)."""
+    rgb = frame.load_rgb()
+    ids = [i.obj_id for i in frame.instances]
+    single = [k for k, obj_id in enumerate(ids) if ids.count(obj_id) == 1]
+    names = {k: dataset.models[ids[k]].name for k in single}
+    plain = {p.name: p for p in estimator.estimate(rgb, frame.K, objects=list(names.values()))}
+    looked_for = {names[k]: regions[k] for k in single}
+    in_region = {
+        p.name: p
+        for p in estimator.estimate(rgb, frame.K, objects=list(names.values()), regions=looked_for)
+    }
+    features = estimator.extractor.extract(rgb)
+    outcomes = []
+    for k in single:
+        instance, model = frame.instances[k], dataset.models[ids[k]]
+        error = adds_error if model.symmetric else add_error
+
+        def right(pose, instance=instance, model=model, error=error) -> bool:
+            if pose is None:
+                return False
+            distance = error(pose.R, pose.t, instance.R, instance.t, points[model.obj_id])
+            return distance < 0.1 * model.diameter
+
+        nearest = nearest_template_matches(estimator, names[k], features, regions[k], frame, k)
+        outcomes.append(
+            InstanceOutcome(
+                model.name,
+                names[k] in plain,
+                right(plain.get(names[k])),
+                names[k] in in_region,
+                right(in_region.get(names[k])),
+                *nearest,
+                estimator.banks[names[k]].num_templates,
+            )
+        )
+    return outcomes
+
+
+def nearest_template_matches(
+    estimator: Estimator,
+    name: str,
+    features: Features,
+    region: np.ndarray,
+    frame: BopFrame,
+    index: int,
+) -> tuple[int, int, int, int]:
+    """Matches, correct matches, their different frame pixels and the rank of the template
+    nearest the true view, matched against the frame keypoints in `region`."""
+    instance = frame.instances[index]
+    bank = estimator.banks[name]
+    xy = np.rint(features.keypoints).astype(np.int64)
+    inside = region[xy[:, 1].clip(0, region.shape[0] - 1), xy[:, 0].clip(0, region.shape[1] - 1)]
+    keypoints, desc = features.keypoints[inside], features.desc_intra[inside]
+    every_template = dataclasses.replace(estimator.conf.matching, shortlist=0, preselect=0)
+    descriptors = BankDescriptors(bank.descriptors, bank.template_ids, bank.num_templates)
+    matches = match_templates(desc, descriptors, every_template, keypoints)
+    template = nearest_view(bank.poses[:, :3, :3], instance.R, instance.t)
+    counts = matches.counts(bank.num_templates)
+    own = matches.of_template(template)
+    rank = int(np.sum(counts > counts[template]))
+    if len(own) == 0:
+        return 0, 0, 0, rank
+    projected = cv2.projectPoints(
+        bank.points[own.bank_index].astype(np.float64).reshape(-1, 1, 3),
+        cv2.Rodrigues(instance.R)[0],
+        instance.t,
+        frame.K,
+        None,
+    )[0].reshape(-1, 2)
+    correct = np.linalg.norm(projected - keypoints[own.frame_index], axis=1) < CORRECT_PX
+    pixels = len(np.unique(own.frame_index[correct]))
+    return len(own), int(correct.sum()), pixels, rank
+
+
+def nearest_view(template_rotations: np.ndarray, R: np.ndarray, t: np.ndarray) -> int:
+    """The template (V×3×3 rotations of objects centred on the optical axis) that looks most
+    like an object at (R, t): compared after turning the camera to centre the object."""
+    axis = t / np.linalg.norm(t)
+    centring = _rotation_between(axis, np.array([0.0, 0.0, 1.0]))
+    centred = centring @ R
+    cosine = (np.einsum("vij,ij->v", template_rotations, centred) - 1.0) / 2.0
+    return int(np.argmax(cosine))
+
+
+def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The smallest rotation taking unit vector a onto unit vector b."""
+    axis = np.cross(a, b)
+    sine, cosine = np.linalg.norm(axis), float(a @ b)
+    if sine < 1e-12:
+        return np.eye(3)
+    return cv2.Rodrigues(axis / sine * np.arctan2(sine, cosine))[0]
+
+
+def summary_table(outcomes: dict[str, list[InstanceOutcome]]) -> list[str]:
+    lines = [
+        "| backend | instances | found / right | true region: found / right "
+        "| nearest template: matches | correct share | correct pixels: total | × sift "
+        f"| median | instances with ≥ {PNP_PIXELS} | rank (median) of templates |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    sift_pixels = sum(r.correct_pixels for r in outcomes["sift"])
+    for backend, rows in outcomes.items():
+        pixels = sum(r.correct_pixels for r in rows)
+        lines.append(
+            f"| {backend} | {len(rows)} "
+            f"| {sum(r.found for r in rows)} / {sum(r.right for r in rows)} "
+            f"| {sum(r.found_in_region for r in rows)} / {sum(r.right_in_region for r in rows)} "
+            f"| {sum(r.matches for r in rows)} | {_correct_share(rows):.3f} | {pixels} "
+            f"| {pixels / sift_pixels if sift_pixels else float('inf'):.1f} "
+            f"| {np.median([r.correct_pixels for r in rows]):.0f} "
+            f"| {sum(r.correct_pixels >= PNP_PIXELS for r in rows)} "
+            f"| {np.median([r.rank for r in rows]):.0f} of {rows[0].templates} |"
+        )
+    return lines
+
+
+def object_table(outcomes: dict[str, list[InstanceOutcome]]) -> list[str]:
+    backends = list(outcomes)
+    header = " | ".join(f"{b} correct share | {b} correct pixels | {b} rank" for b in backends)
+    lines = [f"| object | instances | {header} |", "|---|---|" + "---|---|---|" * len(backends)]
+    for obj in sorted({r.obj for r in outcomes[backends[0]]}):
+        cells = []
+        for backend in backends:
+            rows = [r for r in outcomes[backend] if r.obj == obj]
+            cells.append(
+                f"{_correct_share(rows):.3f} | {np.median([r.correct_pixels for r in rows]):.0f} "
+                f"| {np.median([r.rank for r in rows]):.0f}"
+            )
+        lines.append(f"| {obj} | {len(rows)} | {' | '.join(cells)} |")
+    return lines
+
+
+def _correct_share(rows: list[InstanceOutcome]) -> float:
+    matches = sum(r.matches for r in rows)
+    return sum(r.correct for r in rows) / matches if matches else 0.0
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    default = Path(__file__).resolve().parents[2] / "shared" / "data" / "lmo"
+    parser.add_argument("--dataset", type=Path, default=default, help="BOP dataset folder")
+    parser.add_argument("--max-frames", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="also write the tables here")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    args = parse_args()
+    main(args.dataset, args.max_frames, args.out)
