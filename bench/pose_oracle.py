@@ -12,7 +12,7 @@ and each backend with its defaults (`ockd` and the SIFT baseline, same frames, s
   projects their 3D points, at how many different frame pixels, and its rank among all
   templates by match count (what template selection would have to find).
 
-    python bench/pose_oracle.py [--dataset DIR] [--max-frames N] [--out FILE.md]
+    python bench/pose_oracle.py [--dataset DIR] [--checkpoint PT] [--max-frames N] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import numpy as np
 from tables import emit_table
 from tqdm import tqdm
 
+from ockd_ros.config import merge_config
 from ockd_ros.eval.bop import BopDataset, BopFrame
 from ockd_ros.eval.metrics import add_error, adds_error
 from ockd_ros.features.types import Features
@@ -55,7 +56,9 @@ class InstanceOutcome:
     templates: int  # in the object's bank
 
 
-def main(dataset_dir: Path, max_frames: int | None, out: Path | None) -> str:
+def main(
+    dataset_dir: Path, checkpoint: str | None, max_frames: int | None, out: Path | None
+) -> str:
     dataset = BopDataset(dataset_dir)
     frames = dataset.frames()[:max_frames]
     objects = {obj_id: load_object(model.spec()) for obj_id, model in dataset.models.items()}
@@ -64,9 +67,9 @@ def main(dataset_dir: Path, max_frames: int | None, out: Path | None) -> str:
     with Renderer() as renderer:
         regions = [true_regions(renderer, frame, objects) for frame in frames]
         for backend in ("ockd", "sift"):
-            estimator = Estimator(
-                default_config(backend), list(objects.values()), renderer=renderer, progress=True
-            )
+            features = {"checkpoint": checkpoint} if backend == "ockd" and checkpoint else {}
+            conf = merge_config(default_config(backend), {"features": features})
+            estimator = Estimator(conf, list(objects.values()), renderer=renderer, progress=True)
             outcomes[backend] = [
                 outcome
                 for frame, frame_regions in tqdm(
@@ -244,6 +247,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     default = Path(__file__).resolve().parents[2] / "shared" / "data" / "lmo"
     parser.add_argument("--dataset", type=Path, default=default, help="BOP dataset folder")
+    parser.add_argument("--checkpoint", default=None, help="ockd weights (default: shipped)")
     parser.add_argument("--max-frames", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None, help="also write the tables here")
     return parser.parse_args()
@@ -251,4 +255,4 @@ def parse_args() -> argparse.Namespace:
 
 if __name__ == "__main__":
     args = parse_args()
-    main(args.dataset, args.max_frames, args.out)
+    main(args.dataset, args.checkpoint, args.max_frames, args.out)
