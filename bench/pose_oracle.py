@@ -156,8 +156,7 @@ def nearest_template_matches(
     nearest the true view, matched against the frame keypoints in `region`."""
     instance = frame.instances[index]
     bank = estimator.banks[name]
-    xy = np.rint(features.keypoints).astype(np.int64)
-    inside = region[xy[:, 1].clip(0, region.shape[0] - 1), xy[:, 0].clip(0, region.shape[1] - 1)]
+    inside = features.in_region(region)
     keypoints, desc = features.keypoints[inside], features.desc_intra[inside]
     every_template = dataclasses.replace(estimator.conf.matching, shortlist=0, preselect=0)
     descriptors = BankDescriptors(bank.descriptors, bank.template_ids, bank.num_templates)

@@ -175,3 +175,13 @@ def test_unknown_backend_and_config_keys():
         create_extractor("orb")
     with pytest.raises(ValueError, match="unknown SiftConfig keys"):
         create_extractor("sift", {"r_thr": 1.0})
+
+
+def test_in_region_takes_the_nearest_pixel_and_clamps_to_the_image():
+    keypoints = np.array([[1.4, 0.6], [1.6, 0.4], [-3.0, 2.0], [9.0, 9.0]], np.float32)
+    features = Features(
+        keypoints, np.ones(4, np.float32), np.eye(4, dtype=np.float32), None, (3, 3)
+    )
+    region = np.zeros((3, 3), bool)
+    region[1, 1] = region[2, 0] = True
+    np.testing.assert_array_equal(features.in_region(region), [True, False, True, False])

@@ -47,6 +47,14 @@ class Features:
             self.image_size,
         )
 
+    def in_region(self, region: np.ndarray) -> np.ndarray:
+        """N bool: whether each keypoint's nearest pixel lies in the H×W bool `region` (keypoints
+        off the image count as their nearest edge pixel)."""
+        height, width = region.shape
+        x = np.clip(np.rint(self.keypoints[:, 0]).astype(np.int64), 0, width - 1)
+        y = np.clip(np.rint(self.keypoints[:, 1]).astype(np.int64), 0, height - 1)
+        return region[y, x]
+
 
 class FeatureExtractor(Protocol):
     """A feature backend: `ockd` (the network) or `sift` (the OpenCV baseline)."""

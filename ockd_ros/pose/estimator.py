@@ -239,7 +239,7 @@ class Estimator:
         step = time.perf_counter()
         selected = select_object(features, bank.inter_mean, self._mask_threshold())
         if region is not None:
-            selected = selected[_inside(region, features.keypoints[selected])]
+            selected = selected[features.in_region(region)[selected]]
         now = time.perf_counter()
         timing.select += now - step
         step = now
@@ -367,14 +367,6 @@ def _check_regions(
             raise ValueError(f"region of {name} is {region.shape}, the image {shape}")
         checked[name] = region.astype(bool, copy=False)
     return checked
-
-
-def _inside(region: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
-    """Bool per N×2 keypoint: its nearest pixel lies in the H×W `region`."""
-    height, width = region.shape
-    x = np.clip(np.rint(keypoints[:, 0]).astype(np.int64), 0, width - 1)
-    y = np.clip(np.rint(keypoints[:, 1]).astype(np.int64), 0, height - 1)
-    return region[y, x]
 
 
 def _cache_dir(setting: str | None) -> Path | None:
