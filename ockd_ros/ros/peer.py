@@ -63,4 +63,6 @@ class CameraPublisher:
         self.image.publish(rgb_to_image_msg(rgb, header))
 
     def connected(self) -> bool:
-        return self.image.get_subscription_count() > 0
+        """Both topics have a subscriber: a frame sent when only the Image had one would reach
+        the node without its CameraInfo and be skipped."""
+        return self.image.get_subscription_count() > 0 and self.info.get_subscription_count() > 0
