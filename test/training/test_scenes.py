@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import trimesh
@@ -64,6 +65,21 @@ def scene_files(folder: Path) -> dict[str, bytes]:
     }
 
 
+def assert_same_scene(first: Path, again: Path) -> None:
+    """Same files; the same bytes except colour images, which may differ by one level in a few
+    pixels: llvmpipe does not promise bit-identical output across GL contexts (the first render
+    of a new context has differed by one level in one pixel)."""
+    files, other = scene_files(first), scene_files(again)
+    assert sorted(files) == sorted(other)
+    for name, data in files.items():
+        if data == other[name]:
+            continue
+        assert name.startswith(("rgb/", "i0/")), f"{name} differs"
+        a, b = (cv2.imread(str(root / name), cv2.IMREAD_UNCHANGED) for root in (first, again))
+        difference = np.abs(a.astype(int) - b.astype(int))
+        assert difference.max() <= 1 and np.mean(difference > 0) < 1e-3, name
+
+
 def test_a_seed_reproduces_the_same_scene(generator, tmp_path):
     first = generator.generate_scene(0, tmp_path / "a")
     with SceneGenerator(small_config(scenes=3)) as fresh:
@@ -71,7 +87,7 @@ def test_a_seed_reproduces_the_same_scene(generator, tmp_path):
         other_seed = SceneGenerator(small_config(scenes=3, seed=1), renderer=fresh.renderer)
         with other_seed:
             different = other_seed.generate_scene(0, tmp_path / "c")
-    assert scene_files(first) == scene_files(again)
+    assert_same_scene(first, again)
     poses = [i.T_world_obj for i in read_scene(first).instances]
     other = [i.T_world_obj for i in read_scene(different).instances]
     assert len(poses) != len(other) or not all(
