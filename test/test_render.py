@@ -80,7 +80,7 @@ def test_lighting_changes_brightness(renderer, ketchup):
 def test_vertex_colours_are_rendered_as_the_srgb_they_are(renderer, srgb):
     """Under white ambient light alone a surface shows its own colour. pyrender decodes sRGB
     textures but not vertex colours (BOP's PLY scans), which came out washed out (the ape's
-    brown as (173, 114, 98)) until the renderer decoded them itself."""
+    brown as (173, 115, 98)) until the renderer decoded them itself."""
     box = trimesh.creation.box((0.1, 0.1, 0.1))
     box.visual = trimesh.visual.ColorVisuals(box, vertex_colors=srgb)
     coloured = ObjectMesh(f"box_{srgb}", box, Path("box.ply"))
