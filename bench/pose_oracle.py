@@ -24,6 +24,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from scipy.spatial.transform import Rotation
 from tables import emit_table
 from tqdm import tqdm
 
@@ -182,20 +183,10 @@ def nearest_template_matches(
 def nearest_view(template_rotations: np.ndarray, R: np.ndarray, t: np.ndarray) -> int:
     """The template (V×3×3 rotations of objects centred on the optical axis) that looks most
     like an object at (R, t): compared after turning the camera to centre the object."""
-    axis = t / np.linalg.norm(t)
-    centring = _rotation_between(axis, np.array([0.0, 0.0, 1.0]))
-    centred = centring @ R
+    centring = Rotation.align_vectors([[0.0, 0.0, 1.0]], [t / np.linalg.norm(t)])[0]
+    centred = centring.as_matrix() @ R
     cosine = (np.einsum("vij,ij->v", template_rotations, centred) - 1.0) / 2.0
     return int(np.argmax(cosine))
-
-
-def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The smallest rotation taking unit vector a onto unit vector b."""
-    axis = np.cross(a, b)
-    sine, cosine = np.linalg.norm(axis), float(a @ b)
-    if sine < 1e-12:
-        return np.eye(3)
-    return cv2.Rodrigues(axis / sine * np.arctan2(sine, cosine))[0]
 
 
 def summary_table(outcomes: dict[str, list[InstanceOutcome]]) -> list[str]:
