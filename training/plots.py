@@ -32,12 +32,17 @@ def plot_losses(log_csv: Path, validation_csv: Path, out_png: Path) -> Path:
             left.plot(losses["step"], losses[term], label=term)
     left.set(xlabel="step", ylabel="loss", title="training losses")
     left.legend()
-    for metric in ("mma5", "mma7"):
-        if metric in validation:
-            right.plot(validation["step"], validation[metric], marker="o", label=metric)
-    right.set(
-        xlabel="step", ylabel="MMA", title="validation (held-out synthetic pairs)", ylim=(0, 1)
-    )
+    labels = {
+        "mma5": "synthetic MMA@5",
+        "mma7": "synthetic MMA@7",
+        "real_mma5": "real vs render, grid MMA@5",
+        "real_mma7": "real vs render, grid MMA@7",
+    }
+    for metric, label in labels.items():
+        if metric in validation and len(validation[metric]) == len(validation["step"]):
+            right.plot(validation["step"], validation[metric], marker="o", label=label)
+    right.set(xlabel="step", ylabel="MMA", title="validation (held-out, never trained on)")
+    right.set_ylim(0, 1)
     right.legend()
     figure.tight_layout()
     figure.savefig(out_png, dpi=100)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import functools
 import logging
 import os
 import platform
@@ -37,10 +38,11 @@ from ockd_ros.model.checkpoint import (
     save_checkpoint,
 )
 from ockd_ros.model.network import NetworkConfig, OCKDNet
+from ockd_ros.model.pretrained import PretrainedWeightsError, load_pretrained
 from ockd_ros.training.augment import AugmentConfig
 from ockd_ros.training.data import DataConfig, TrainingPairs, collate_pairs
 from ockd_ros.training.objective import LossConfig, compute_losses
-from ockd_ros.training.validate import validate
+from ockd_ros.training.validate import real_reference_pairs, validate, validate_real
 
 LOG = logging.getLogger("ockd_ros.training")
 MAX_BAD_STEPS = 20  # consecutive non-finite losses before the run stops
@@ -61,7 +63,18 @@ class TrainConfig:
     checkpoint_every: int = 200
     validate_every: int = 500
     validation_pairs: int = 32
+    # A BOP folder of real frames (e.g. ../shared/data/lmo) whose matching against renders is
+    # logged at each validation: the sim2real curve. Watched only, never trained on.
+    validation_bop: str | None = None
+    validation_bop_pairs: int = 60
     init: str | None = None  # start from this checkpoint's weights (fine-tuning); its network wins
+    # ImageNet weights for the encoder from an installed package (ockd_ros.model.pretrained);
+    # ignored with `init`, whose weights win.
+    pretrained_encoder: bool = False
+    encoder_lr_scale: float = 1.0  # the encoder learns at lr × this (pretrained filters move less)
+    # Encoder BatchNorm keeps its running statistics (ImageNet's when pretrained): batches of 4
+    # synthetic frames are too few and too uniform to re-estimate them.
+    frozen_encoder_statistics: bool = False
     network: NetworkConfig = field(default_factory=NetworkConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -84,8 +97,8 @@ def main(conf: TrainConfig, data_dir: Path, out_dir: Path, resume: bool = False)
 
     train_set = TrainingPairs(data_dir, conf.data, conf.augment, split="train", seed=conf.seed)
     val_set = TrainingPairs(data_dir, conf.data, None, split="val", seed=conf.seed)
-    model = (load_checkpoint(conf.init) if conf.init else OCKDNet(conf.network)).to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=conf.lr, weight_decay=conf.weight_decay)
+    model = _initial_model(conf).to(device)
+    optimiser = _optimiser(model, conf)
     step = _resume(out_dir / "last.pt", model, optimiser, conf) if resume else 0
     if rank == 0:
         for name in ("log.csv", "validation.csv"):  # rows logged after the checkpoint are redone
@@ -98,10 +111,12 @@ def main(conf: TrainConfig, data_dir: Path, out_dir: Path, resume: bool = False)
     bad_steps = 0
     log = _CsvLog(out_dir / "log.csv") if rank == 0 else None
     batches = _forever(loader)
+    if rank == 0 and step == 0:  # the starting point of the validation curves
+        _validate(model, val_set, conf, device, step, out_dir)
     while step < conf.steps:
         _set_lr(optimiser, conf, step)
         batch = next(batches).to(device)
-        trained.train()
+        _train_mode(trained, model, conf)
         terms = compute_losses(trained, batch, conf.loss, generator)
         problem = _unusable(terms)
         if problem:
@@ -122,7 +137,7 @@ def main(conf: TrainConfig, data_dir: Path, out_dir: Path, resume: bool = False)
         if rank != 0:
             continue
         if step % conf.log_every == 0:
-            log.write({"step": step, "lr": optimiser.param_groups[0]["lr"], **_floats(terms)})
+            log.write({"step": step, "lr": optimiser.param_groups[-1]["lr"], **_floats(terms)})
             progress.set_postfix_str(_format(terms))
         if step % conf.checkpoint_every == 0 or step == conf.steps:
             _save_resumable(out_dir / "last.pt", model, optimiser, step, conf)
@@ -184,10 +199,40 @@ def _forever(loader: DataLoader):
         epoch += 1
 
 
+def _initial_model(conf: TrainConfig) -> OCKDNet:
+    if conf.init:
+        return load_checkpoint(conf.init)
+    model = OCKDNet(conf.network)
+    if conf.pretrained_encoder:
+        path = load_pretrained(model.encoder, conf.network.encoder)
+        LOG.info("encoder initialised from %s", path)
+    return model
+
+
+def _optimiser(model: OCKDNet, conf: TrainConfig) -> torch.optim.Optimizer:
+    """Adam with the encoder in its own group, whose rate is scaled by `encoder_lr_scale`."""
+    encoder = list(model.encoder.parameters())
+    encoder_ids = {id(p) for p in encoder}
+    rest = [p for p in model.parameters() if id(p) not in encoder_ids]
+    groups = [
+        {"params": encoder, "lr_scale": conf.encoder_lr_scale},
+        {"params": rest, "lr_scale": 1.0},
+    ]
+    return torch.optim.Adam(groups, lr=conf.lr, weight_decay=conf.weight_decay)
+
+
+def _train_mode(trained: torch.nn.Module, model: OCKDNet, conf: TrainConfig) -> None:
+    trained.train()
+    if conf.frozen_encoder_statistics:
+        for module in model.encoder.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
 def _set_lr(optimiser, conf: TrainConfig, step: int) -> None:
     factor = 0.1 if step >= conf.lr_drop_fraction * conf.steps else 1.0
     for group in optimiser.param_groups:
-        group["lr"] = conf.lr * factor
+        group["lr"] = conf.lr * factor * group.get("lr_scale", 1.0)
 
 
 def _save_resumable(path: Path, model, optimiser, step: int, conf: TrainConfig) -> None:
@@ -214,8 +259,17 @@ def _resume(path: Path, model: OCKDNet, optimiser, conf: TrainConfig) -> int:
 def _validate(model, val_set, conf: TrainConfig, device, step: int, out_dir: Path) -> None:
     model.eval()
     scores = validate(model, val_set, conf.validation_pairs, device)
+    if conf.validation_bop:
+        scores |= validate_real(
+            model, _real_pairs(conf.validation_bop, conf.validation_bop_pairs), device
+        )
     _CsvLog(out_dir / "validation.csv").write({"step": step, **scores})
     LOG.info("step %d validation: %s", step, scores)
+
+
+@functools.cache
+def _real_pairs(bop_dir: str, count: int) -> list:
+    return real_reference_pairs(Path(bop_dir), count)
 
 
 def _finish(model: OCKDNet, conf: TrainConfig, data_dir: Path, out_dir: Path, step: int) -> Path:
@@ -286,7 +340,13 @@ def cli(argv: list[str] | None = None) -> None:
         conf = dataclasses.replace(conf, init=str(args.init))
     try:
         final = main(conf, args.data, args.out, args.resume)
-    except (TrainingError, CheckpointError, FileNotFoundError, ValueError) as error:
+    except (
+        TrainingError,
+        CheckpointError,
+        PretrainedWeightsError,
+        FileNotFoundError,
+        ValueError,
+    ) as error:
         sys.exit(f"ockd-train: {error}")
     print(f"final checkpoint: {final}")
 

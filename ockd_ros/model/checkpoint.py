@@ -93,7 +93,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> OCK
     """Build the network a checkpoint describes and load its weights (as float32)."""
     payload = read_checkpoint(path)
     try:
-        conf = merge_config(NetworkConfig(), payload["network"])
+        conf = merge_config(NetworkConfig(), _upgrade_network(payload["network"]))
         model = OCKDNet(conf)
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{path} has an invalid network config: {error}") from error
@@ -106,3 +106,12 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> OCK
     except RuntimeError as error:  # missing, unexpected or mis-shaped tensors
         raise CheckpointError(f"{path} does not match its network config: {error}") from error
     return model.to(device).eval()
+
+
+def _upgrade_network(network: dict[str, Any]) -> dict[str, Any]:
+    """A network config as this version names it; checkpoints before the encoder choice had a
+    `reliability_offset` that was always 0 and now is gone (a non-zero one stays an error)."""
+    network = dict(network)
+    if network.get("reliability_offset") == 0:
+        del network["reliability_offset"]
+    return network

@@ -1,4 +1,4 @@
-"""Object-centric keypoint network: a ResNet-18-style encoder and a U-Net decoder with two heads.
+"""Object-centric keypoint network: an encoder (`encoders`), a U-Net decoder and two heads.
 
 Per pixel the network predicts a keypoint reliability (detector) and a descriptor split into an
 intra-object part (which point of the object) and an inter-object part (which object), each
@@ -9,6 +9,7 @@ input: reliability is upsampled bilinearly to full resolution, descriptors are s
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,18 +17,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# ImageNet statistics: the encoder follows torchvision's ResNet, whose weights a user may load.
-IMAGE_MEAN = (0.485, 0.456, 0.406)
-IMAGE_STD = (0.229, 0.224, 0.225)
+from ockd_ros.model.encoders import ENCODERS, INPUT_NORMALISATION, build_encoder
 
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    encoder_stages: int = 3  # ResNet-18 stages kept: 3 stops at layer3 (stride 16)
+    encoder: str = "resnet18"  # one of encoders.ENCODERS
+    encoder_stages: int = 3  # stages after the stride-2 stem: 3 stops at stride 16
     decoder_channels: tuple[int, ...] = (128, 64)  # one entry per upsampling step from the bottom
     intra_dim: int = 64
     inter_dim: int = 32
-    reliability_offset: float = 0.0  # added before softplus; training may shift the initial level
+    # Encoder strides whose features, each L2-normalised and resized to the output stride, reach
+    # the descriptor head directly through a 1×1 projection (a hypercolumn): pretrained multi-scale
+    # features match real frames well before any training, and the decoder adds to them.
+    descriptor_skips: tuple[int, ...] = ()
 
     @property
     def output_stride(self) -> int:
@@ -38,6 +41,8 @@ class NetworkConfig:
         return self.intra_dim + self.inter_dim
 
     def validate(self) -> None:
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
         if not 1 <= self.encoder_stages <= 4:
             raise ValueError(f"encoder_stages must be 1..4, got {self.encoder_stages}")
         if not 1 <= len(self.decoder_channels) <= self.encoder_stages + 1:
@@ -47,6 +52,10 @@ class NetworkConfig:
             )
         if self.intra_dim < 1 or self.inter_dim < 1:
             raise ValueError("intra_dim and inter_dim must be positive")
+        strides = [2 ** (level + 1) for level in range(self.encoder_stages + 1)]
+        unknown = [stride for stride in self.descriptor_skips if stride not in strides]
+        if unknown:
+            raise ValueError(f"descriptor_skips {unknown} are not encoder strides {strides}")
 
 
 @dataclass
@@ -61,62 +70,6 @@ class NetworkOutput:
     reliability: torch.Tensor
     desc_intra: torch.Tensor
     desc_inter: torch.Tensor
-
-
-class BasicBlock(nn.Module):
-    """The ResNet-18 residual block; names follow torchvision so its weights load unchanged."""
-
-    def __init__(self, in_channels: int, out_channels: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = None
-        if stride != 1 or in_channels != out_channels:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
-                nn.BatchNorm2d(out_channels),
-            )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
-
-
-class ResNetEncoder(nn.Module):
-    """ResNet-18 up to `stages` residual stages; returns the features at strides 2, 4, 8, 16, ..."""
-
-    STAGE_CHANNELS = (64, 128, 256, 512)
-
-    def __init__(self, stages: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        in_channels = 64
-        for index, channels in enumerate(self.STAGE_CHANNELS[:stages]):
-            stride = 1 if index == 0 else 2
-            layer = nn.Sequential(
-                BasicBlock(in_channels, channels, stride), BasicBlock(channels, channels, 1)
-            )
-            self.add_module(f"layer{index + 1}", layer)
-            in_channels = channels
-        self.stages = stages
-        self.channels = (64, *self.STAGE_CHANNELS[:stages])
-
-    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
-        x = self.relu(self.bn1(self.conv1(image)))
-        features = [x]
-        x = self.maxpool(x)
-        for index in range(self.stages):
-            x = getattr(self, f"layer{index + 1}")(x)
-            features.append(x)
-        return features
 
 
 class ConvBlock(nn.Module):
@@ -166,29 +119,57 @@ class OCKDNet(nn.Module):
         super().__init__()
         self.conf = conf or NetworkConfig()
         self.conf.validate()
-        self.encoder = ResNetEncoder(self.conf.encoder_stages)
+        self.encoder = build_encoder(self.conf.encoder, self.conf.encoder_stages)
         self.decoder = UNetDecoder(self.encoder.channels, self.conf.decoder_channels)
         width = self.decoder.out_channels
         self.reliability_head = nn.Conv2d(width, 1, 3, 1, 1)
         self.descriptor_head = nn.Conv2d(width, self.conf.descriptor_dim, 3, 1, 1)
-        self.register_buffer("mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
+        self.skip_levels = tuple(int(math.log2(s)) - 1 for s in self.conf.descriptor_skips)
+        if self.skip_levels:
+            skip_channels = sum(self.encoder.channels[level] for level in self.skip_levels)
+            self.skip_head = nn.Conv2d(skip_channels, self.conf.descriptor_dim, 1, bias=False)
+            # At initialisation the descriptor is a random orthogonal projection of the
+            # hypercolumn, which keeps its cosines; the decoder's share starts at zero and grows.
+            nn.init.orthogonal_(self.skip_head.weight)
+            nn.init.zeros_(self.descriptor_head.weight)
+            nn.init.zeros_(self.descriptor_head.bias)
+        mean, std = INPUT_NORMALISATION[self.conf.encoder]
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, image: torch.Tensor) -> NetworkOutput:
         if image.ndim != 4 or image.shape[1] != 3:
             raise ValueError(f"expected images B×3×H×W, got shape {tuple(image.shape)}")
         features = self.encoder((image - self.mean) / self.std)
         x = self.decoder(features, image.shape[-2:])
-        logits = self.reliability_head(x) + self.conf.reliability_offset
         reliability = F.softplus(
-            F.interpolate(logits, size=image.shape[-2:], mode="bilinear", align_corners=False)
+            F.interpolate(
+                self.reliability_head(x),
+                size=image.shape[-2:],
+                mode="bilinear",
+                align_corners=False,
+            )
         )
         desc = self.descriptor_head(x)
+        if self.skip_levels:
+            desc = desc + self.skip_head(self._hypercolumn(features, x.shape[-2:]))
         intra, inter = desc.split([self.conf.intra_dim, self.conf.inter_dim], dim=1)
         return NetworkOutput(reliability, F.normalize(intra, dim=1), F.normalize(inter, dim=1))
 
+    def _hypercolumn(self, features: list[torch.Tensor], size: torch.Size) -> torch.Tensor:
+        """The skipped encoder features, each unit length per pixel, at the output size."""
+        columns = []
+        for level in self.skip_levels:
+            feature = features[level]
+            if feature.shape[-2:] != size:
+                feature = F.interpolate(feature, size=size, mode="bilinear", align_corners=False)
+            columns.append(F.normalize(feature, dim=1))
+        return torch.cat(columns, dim=1)
+
     def load_torchvision_encoder(self, state_dict: dict[str, torch.Tensor]) -> None:
-        """Initialise the encoder from a torchvision ResNet-18 state dict a user has on disk."""
+        """Initialise a ResNet-18 encoder from a torchvision state dict a user has on disk."""
+        if self.conf.encoder != "resnet18":
+            raise ValueError(f"torchvision ResNet-18 weights do not fit a {self.conf.encoder}")
         own = self.encoder.state_dict()
         missing = [key for key in own if key not in state_dict]
         if missing:
