@@ -6,7 +6,7 @@ render. A reference render is the object alone at its true pose turned 15° abou
 which is what pose estimation asks of the features (a template never shows the scene).
 
     python bench/matching.py --data /work/data/ppdr_cpu --bop ../shared/data/lmo \
-        [--checkpoint ockd_ros/weights/ockd_default.pt] [--pairs 40] [--out outputs/matching.md]
+        [--checkpoint PT [PT ...]] [--baselines sift] [--pairs 40] [--out outputs/matching.md]
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from ockd_ros.render import Renderer
 from ockd_ros.training.data import DataConfig, TrainingPairs
 from ockd_ros.training.scene_format import list_scenes, read_frame, read_scene
 from ockd_ros.training.scenes import mesh_specs
+from runs import add_arguments, backend_runs
 
 
 def synthetic_pairs(data_dir: Path, count: int, held_out_scenes: int):
@@ -95,15 +96,17 @@ def _held_out_frames(data_dir: Path, held_out_scenes: int, frames_per_scene: int
 
 
 def main(args) -> str:
-    ockd = create_extractor("ockd", {"checkpoint": args.checkpoint, "device": args.device})
-    grid = OckdExtractor(dataclasses.replace(ockd.conf, grid_stride=4), model=ockd.model)
-    # backend → (extractor, matcher): the detector's keypoints with mutual nearest neighbours, and
-    # the 4-px grid the pose estimator uses, with its spatial ratio test.
-    extractors = {
-        "ockd": (ockd, None),
-        "ockd grid": (grid, spatial_ratio_matches),
-        "sift": (create_extractor("sift"), None),
-    }
+    # backend → (extractor, matcher): per ockd checkpoint its detector's keypoints with mutual
+    # nearest neighbours and the 4-px grid the pose estimator uses, with its spatial ratio test.
+    extractors = {}
+    for run in backend_runs(args, args.device):
+        extractor = create_extractor(run.backend, run.features)
+        extractors[run.label] = (extractor, None)
+        if run.backend == "ockd":
+            grid = OckdExtractor(
+                dataclasses.replace(extractor.conf, grid_stride=4), extractor.model
+            )
+            extractors[f"{run.label} grid"] = (grid, spatial_ratio_matches)
     lines = [
         "| data | backend | pairs | keypoints / image (in region) | matches | MMA@5 | MMA@7 |",
         "|---|---|---|---|---|---|---|",
@@ -148,7 +151,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, help="generated scenes (held-out split is used)")
     parser.add_argument("--bop", type=Path, help="BOP dataset with real frames, e.g. LM-O")
-    parser.add_argument("--checkpoint", help="ockd checkpoint (default: the shipped one)")
+    add_arguments(parser)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--pairs", type=int, default=200, help="pairs per data source, at most")
     parser.add_argument(

@@ -8,6 +8,7 @@ after a warm-up). A second table times batched matching alone against 12..96 tem
 bank, to show how its cost grows with the number of templates.
 
     python bench/pose.py [--size 640 480] [--views 96] [--repeats 5] [--device cpu] [--threads 1]
+        [--checkpoint PT [PT ...]] [--baselines sift xfeat]
 
 `--threads` sets torch's thread count:
 when another process keeps a core busy, two OpenMP threads wait on each other and one is faster.
@@ -22,12 +23,12 @@ import numpy as np
 import torch
 from timing import median_seconds
 
-from ockd_ros.config import merge_config
 from ockd_ros.meshes import load_object
-from ockd_ros.pose import Estimator, default_config
+from ockd_ros.pose import Estimator
 from ockd_ros.pose.matching import BankDescriptors, match_templates, select_object
 from ockd_ros.render import Renderer
 from ockd_ros.samples import default_camera, object_row_poses, photo_background
+from runs import BackendRun, add_arguments, backend_runs
 
 OBJECTS = (
     "macaroni_and_cheese",
@@ -94,34 +95,31 @@ def time_matching(
     return rows
 
 
-def build(backend: str, objects, renderer, views: int, features: dict) -> Estimator:
+def build(run: BackendRun, objects, renderer, views: int) -> Estimator:
     with tempfile.TemporaryDirectory() as cache_dir:  # a fresh cache: every bank is built
-        overrides = {"features": features, "templates": {"views": views}, "cache_dir": cache_dir}
-        conf = merge_config(default_config(backend), overrides)
+        conf = run.config({"templates": {"views": views}, "cache_dir": cache_dir})
         return Estimator(conf, objects, renderer=renderer, progress=True)
 
 
-def main(size: tuple[int, int], views: int, repeats: int, device: str):
+def main(runs: list[BackendRun], size: tuple[int, int], views: int, repeats: int):
     objects = [load_object(name) for name in OBJECTS]
-    ockd_features = {"device": device}
+    runs = sorted(runs, key=lambda run: run.backend != "sift")  # the baseline row first
     with Renderer() as renderer:
         rgb, K = grid_scene(renderer, objects, size)
-        estimators = {
-            "sift": build("sift", objects, renderer, views, {}),
-            "ockd": build("ockd", objects, renderer, views, ockd_features),
-        }
+        estimators = {run.label: build(run, objects, renderer, views) for run in runs}
     print(
         f"image {size[0]}×{size[1]}, {views} templates per object, torch threads "
         f"{torch.get_num_threads()}"
     )
+    width = max(8, *(len(name) + 1 for name in estimators))
     print("\nbank build per object (s): backend  mean  max  (keypoints per bank, mean)")
     for name, estimator in estimators.items():
         seconds = [bank.build_seconds for bank in estimator.banks.values()]
         rows = np.mean([len(bank.template_ids) for bank in estimator.banks.values()])
-        print(f"  {name:<5} {np.mean(seconds):6.1f} {np.max(seconds):6.1f}  ({rows:.0f})")
+        print(f"  {name:<{width}} {np.mean(seconds):6.1f} {np.max(seconds):6.1f}  ({rows:.0f})")
     print(
-        f"\n{'backend':<8} {'objects':>7} {'extract':>8} {'select':>7} {'match':>7} {'pnp':>7} "
-        f"{'total ms':>9} {'found':>5} {'× sift':>7}"
+        f"\n{'backend':<{width}} {'objects':>7} {'extract':>8} {'select':>7} {'match':>7} "
+        f"{'pnp':>7} {'total ms':>9} {'found':>5} {'× sift':>7}"
     )
     baseline = {}
     for name, estimator in estimators.items():
@@ -130,14 +128,14 @@ def main(size: tuple[int, int], views: int, repeats: int, device: str):
             baseline.setdefault(count, row["total"])
             ms = {step: 1000 * row[step] for step in STEPS}
             print(
-                f"{name:<8} {count:>7} {ms['extract']:>8.0f} {ms['select']:>7.1f} "
+                f"{name:<{width}} {count:>7} {ms['extract']:>8.0f} {ms['select']:>7.1f} "
                 f"{ms['match']:>7.0f} {ms['pnp']:>7.0f} {ms['total']:>9.0f} {row['found']:>5} "
                 f"{row['total'] / baseline[count]:>7.2f}"
             )
     print(f"\nbatched matching against n templates of {OBJECTS[0]} (median ms):")
     print(
-        f"{'backend':<8} {'templates':>9} {'batched':>8} {'ms / template':>14} {'vs linear':>10} "
-        f"{'loop':>8}"
+        f"{'backend':<{width}} {'templates':>9} {'batched':>8} {'ms / template':>14} "
+        f"{'vs linear':>10} {'loop':>8}"
     )
     for name, estimator in estimators.items():
         rows = time_matching(estimator, rgb, OBJECTS[0], repeats)
@@ -145,8 +143,8 @@ def main(size: tuple[int, int], views: int, repeats: int, device: str):
         for count, seconds, looped in rows:
             linear = first_seconds * count / first_count
             print(
-                f"{name:<8} {count:>9} {1000 * seconds:>8.1f} {1000 * seconds / count:>14.3f} "
-                f"{seconds / linear:>10.2f} {1000 * looped:>8.1f}"
+                f"{name:<{width}} {count:>9} {1000 * seconds:>8.1f} "
+                f"{1000 * seconds / count:>14.3f} {seconds / linear:>10.2f} {1000 * looped:>8.1f}"
             )
 
 
@@ -157,7 +155,8 @@ if __name__ == "__main__":
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    add_arguments(parser)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    main(tuple(args.size), args.views, args.repeats, args.device)
+    main(backend_runs(args, args.device), tuple(args.size), args.views, args.repeats)

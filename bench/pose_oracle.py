@@ -12,7 +12,8 @@ and each backend with its defaults (`ockd` and the SIFT baseline, same frames, s
   projects their 3D points, at how many different frame pixels, and its rank among all
   templates by match count (what template selection would have to find).
 
-    python bench/pose_oracle.py [--dataset DIR] [--checkpoint PT] [--max-frames N] [--out FILE.md]
+    python bench/pose_oracle.py [--dataset DIR] [--checkpoint PT [PT ...]] [--baselines sift]
+        [--max-frames N] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -28,15 +29,15 @@ from scipy.spatial.transform import Rotation
 from tables import emit_table
 from tqdm import tqdm
 
-from ockd_ros.config import merge_config
 from ockd_ros.eval.bop import BopDataset, BopFrame
 from ockd_ros.eval.metrics import add_error, adds_error
 from ockd_ros.features.types import Features
 from ockd_ros.geometry import make_pose
 from ockd_ros.meshes import ObjectMesh, load_object
-from ockd_ros.pose import Estimator, default_config
+from ockd_ros.pose import Estimator
 from ockd_ros.pose.matching import BankDescriptors, match_templates
 from ockd_ros.render import Renderer
+from runs import BackendRun, add_arguments, backend_runs
 
 CORRECT_PX = 5.0  # a match is correct when the true pose projects its 3D point this close
 REGION_MARGIN_PX = 8  # the true visible region grown by this, as a mask would be
@@ -58,7 +59,7 @@ class InstanceOutcome:
 
 
 def main(
-    dataset_dir: Path, checkpoint: str | None, max_frames: int | None, out: Path | None
+    dataset_dir: Path, runs: list[BackendRun], max_frames: int | None, out: Path | None
 ) -> str:
     dataset = BopDataset(dataset_dir)
     frames = dataset.frames()[:max_frames]
@@ -67,14 +68,14 @@ def main(
     outcomes = {}
     with Renderer() as renderer:
         regions = [true_regions(renderer, frame, objects) for frame in frames]
-        for backend in ("ockd", "sift"):
-            features = {"checkpoint": checkpoint} if backend == "ockd" and checkpoint else {}
-            conf = merge_config(default_config(backend), {"features": features})
-            estimator = Estimator(conf, list(objects.values()), renderer=renderer, progress=True)
-            outcomes[backend] = [
+        for run in runs:
+            estimator = Estimator(
+                run.config(), list(objects.values()), renderer=renderer, progress=True
+            )
+            outcomes[run.label] = [
                 outcome
                 for frame, frame_regions in tqdm(
-                    list(zip(frames, regions, strict=True)), desc=backend, unit="frame"
+                    list(zip(frames, regions, strict=True)), desc=run.label, unit="frame"
                 )
                 for outcome in frame_outcomes(estimator, frame, frame_regions, dataset, points)
             ]
@@ -196,7 +197,7 @@ def summary_table(outcomes: dict[str, list[InstanceOutcome]]) -> list[str]:
         f"| median | instances with ≥ {PNP_PIXELS} | rank (median) of templates |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    sift_pixels = sum(r.correct_pixels for r in outcomes["sift"])
+    sift_pixels = sum(r.correct_pixels for r in outcomes.get("sift", []))
     for backend, rows in outcomes.items():
         pixels = sum(r.correct_pixels for r in rows)
         lines.append(
@@ -237,7 +238,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     default = Path(__file__).resolve().parents[2] / "shared" / "data" / "lmo"
     parser.add_argument("--dataset", type=Path, default=default, help="BOP dataset folder")
-    parser.add_argument("--checkpoint", default=None, help="ockd weights (default: shipped)")
+    add_arguments(parser)
     parser.add_argument("--max-frames", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None, help="also write the tables here")
     return parser.parse_args()
@@ -245,4 +246,4 @@ def parse_args() -> argparse.Namespace:
 
 if __name__ == "__main__":
     args = parse_args()
-    main(args.dataset, args.checkpoint, args.max_frames, args.out)
+    main(args.dataset, backend_runs(args), args.max_frames, args.out)

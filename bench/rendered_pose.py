@@ -6,7 +6,7 @@ with the default seeds 0 and 1, 20 object instances at known poses. Each backend
 defaults (`default_config`).
 Prints found / within 1 cm and 5° / within 2 cm and 10°, and the median time per frame.
 
-    python bench/rendered_pose.py [--seeds 0 1 2 3] [--checkpoint PT] [--out FILE.md]
+    python bench/rendered_pose.py [--seeds 0 1 2 3] [--checkpoint PT [PT ...]] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 from tables import emit_table
 
-from ockd_ros.config import merge_config
 from ockd_ros.meshes import load_object
-from ockd_ros.pose import Estimator, default_config
+from ockd_ros.pose import Estimator
 from ockd_ros.render import Renderer
 from ockd_ros.samples import render_sample_scene
+from runs import BackendRun, add_arguments, backend_runs
 
 GROUPS = (("macaroni_and_cheese", "orange_juice"), ("cream_cheese", "ketchup", "milk"))
 DISTANCES = (0.5, 0.8)
@@ -35,11 +35,8 @@ def pose_errors(pose, truth: np.ndarray) -> tuple[float, float]:
     return float(np.linalg.norm(pose.t - truth[:3, 3])), float(np.degrees(angle))
 
 
-def run_backend(
-    backend: str, renderer: Renderer, checkpoint: str | None, seeds: list[int]
-) -> dict[str, float]:
-    checkpoint_features = {"checkpoint": checkpoint} if backend == "ockd" and checkpoint else {}
-    conf = merge_config(default_config(backend), {"features": checkpoint_features})
+def run_backend(run: BackendRun, renderer: Renderer, seeds: list[int]) -> dict[str, float]:
+    conf = run.config()
     counts = {"instances": 0, "found": 0, "1 cm / 5°": 0, "2 cm / 10°": 0}
     seconds = []
     for names in GROUPS:
@@ -64,10 +61,7 @@ def run_backend(
 
 def main(args: argparse.Namespace) -> str:
     with Renderer() as renderer:
-        results = {
-            backend: run_backend(backend, renderer, args.checkpoint, args.seeds)
-            for backend in ("ockd", "sift")
-        }
+        results = {run.label: run_backend(run, renderer, args.seeds) for run in backend_runs(args)}
     lines = [
         "| backend | found | within 1 cm / 5° | within 2 cm / 10° | median ms per frame |",
         "|---|---|---|---|---|",
@@ -84,6 +78,6 @@ def main(args: argparse.Namespace) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="scene seeds")
-    parser.add_argument("--checkpoint", help="ockd weights (default: the shipped ones)")
+    add_arguments(parser)
     parser.add_argument("--out", type=Path, help="also write the Markdown table here")
     main(parser.parse_args())
