@@ -10,7 +10,10 @@ and each backend with its defaults (`ockd` and the SIFT baseline, same frames, s
 - **nearest template**: the template whose view is nearest the true one, matched alone against
   the keypoints in the true region: its matches, the share within 5 px of where the true pose
   projects their 3D points, at how many different frame pixels, and its rank among all
-  templates by match count (what template selection would have to find).
+  templates by match count (what template selection would have to find);
+- **object selection** (backends with inter-object descriptors): the share of the frame
+  keypoints inside the true region and outside it whose inter-object cosine to the object's
+  mean descriptor reaches the selection threshold, and the ROC AUC of that cosine.
 
     python bench/pose_oracle.py [--dataset DIR] [--checkpoint PT [PT ...]] [--baselines sift]
         [--max-frames N] [--out FILE.md]
@@ -26,11 +29,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
+from scipy.stats import rankdata
 from tables import emit_table
 from tqdm import tqdm
 
 from ockd_ros.eval.bop import BopDataset, BopFrame
 from ockd_ros.eval.metrics import add_error, adds_error
+from ockd_ros.features.ockd import OckdConfig
 from ockd_ros.features.types import Features
 from ockd_ros.geometry import make_pose
 from ockd_ros.meshes import ObjectMesh, load_object
@@ -42,6 +47,7 @@ from runs import BackendRun, add_arguments, backend_runs
 CORRECT_PX = 5.0  # a match is correct when the true pose projects its 3D point this close
 REGION_MARGIN_PX = 8  # the true visible region grown by this, as a mask would be
 PNP_PIXELS = 12  # different correct pixels a template needs for a pose to have a chance
+SELECTION_THRESHOLD = OckdConfig().mask_threshold  # inter-object cosine that selects a keypoint
 
 
 @dataclass
@@ -56,6 +62,19 @@ class InstanceOutcome:
     correct_pixels: int
     rank: int  # of the nearest template among all, by match count (0: most matches)
     templates: int  # in the object's bank
+    selection: Selection | None  # None for backends without inter-object descriptors
+
+
+@dataclass
+class Selection:
+    """How the inter-object descriptor picks the object: shares of the keypoints inside the true
+    region (object) and outside it (background, other objects included) whose cosine to the
+    object's mean descriptor reaches the threshold, and the area under the ROC curve of that
+    cosine (0.5: no better than chance; 1: a threshold separates them perfectly)."""
+
+    object_share: float
+    background_share: float
+    roc_auc: float
 
 
 def main(
@@ -79,7 +98,8 @@ def main(
                 )
                 for outcome in frame_outcomes(estimator, frame, frame_regions, dataset, points)
             ]
-    return emit_table([*summary_table(outcomes), "", *object_table(outcomes)], out)
+    tables = [*summary_table(outcomes), "", *object_table(outcomes), "", *selection_table(outcomes)]
+    return emit_table(tables, out)
 
 
 def true_regions(
@@ -132,6 +152,7 @@ def frame_outcomes(
             return distance < 0.1 * model.diameter
 
         nearest = nearest_template_matches(estimator, names[k], features, regions[k], frame, k)
+        bank = estimator.banks[names[k]]
         outcomes.append(
             InstanceOutcome(
                 model.name,
@@ -140,7 +161,8 @@ def frame_outcomes(
                 names[k] in in_region,
                 right(in_region.get(names[k])),
                 *nearest,
-                estimator.banks[names[k]].num_templates,
+                bank.num_templates,
+                selection(features, bank.inter_mean, regions[k]),
             )
         )
     return outcomes
@@ -179,6 +201,23 @@ def nearest_template_matches(
     correct = np.linalg.norm(projected - keypoints[own.frame_index], axis=1) < CORRECT_PX
     pixels = len(np.unique(own.frame_index[correct]))
     return len(own), int(correct.sum()), pixels, rank
+
+
+def selection(
+    features: Features, inter_mean: np.ndarray | None, region: np.ndarray
+) -> Selection | None:
+    if features.desc_inter is None or inter_mean is None:
+        return None
+    cosine = features.desc_inter @ inter_mean
+    inside = features.in_region(region)
+    if inside.all() or not inside.any():
+        return None
+    chosen = cosine >= SELECTION_THRESHOLD
+    # ROC AUC as the Mann-Whitney statistic: how often an object keypoint outscores a background one
+    ranks = rankdata(cosine)
+    positives, negatives = int(inside.sum()), int((~inside).sum())
+    auc = (ranks[inside].sum() - positives * (positives + 1) / 2) / (positives * negatives)
+    return Selection(float(chosen[inside].mean()), float(chosen[~inside].mean()), float(auc))
 
 
 def nearest_view(template_rotations: np.ndarray, R: np.ndarray, t: np.ndarray) -> int:
@@ -226,6 +265,27 @@ def object_table(outcomes: dict[str, list[InstanceOutcome]]) -> list[str]:
                 f"| {np.median([r.rank for r in rows]):.0f}"
             )
         lines.append(f"| {obj} | {len(rows)} | {' | '.join(cells)} |")
+    return lines
+
+
+def selection_table(outcomes: dict[str, list[InstanceOutcome]]) -> list[str]:
+    """Per object and backend with inter-object descriptors: the mean shares selected at the
+    threshold and the mean ROC AUC over its instances."""
+    lines = [
+        f"| backend | object | instances | object selected (cos ≥ {SELECTION_THRESHOLD}) "
+        "| background selected | ROC AUC |",
+        "|---|---|---|---|---|---|",
+    ]
+    for backend, rows in outcomes.items():
+        measured = [r for r in rows if r.selection is not None]
+        for obj in sorted({r.obj for r in measured}):
+            picks = [r.selection for r in measured if r.obj == obj]
+            lines.append(
+                f"| {backend} | {obj} | {len(picks)} "
+                f"| {np.mean([p.object_share for p in picks]):.3f} "
+                f"| {np.mean([p.background_share for p in picks]):.3f} "
+                f"| {np.mean([p.roc_auc for p in picks]):.3f} |"
+            )
     return lines
 
 
