@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 from pathlib import Path
 
 import yaml
@@ -40,6 +41,12 @@ def main(
         "benchmark": metrics.read_text() if metrics else None,
         "config": provenance.get("config"),
     }
+    absolute = _absolute_paths(record)
+    if absolute:
+        raise ValueError(
+            f"the record of {checkpoint} names paths of this machine ({', '.join(absolute[:3])}); "
+            "train and export from the repository root with relative paths"
+        )
     save_checkpoint(load_checkpoint(checkpoint), out, provenance=provenance, half=True)
     size_mb = out.stat().st_size / 2**20
     if size_mb > MAX_SHIPPED_MB:
@@ -47,6 +54,17 @@ def main(
     text = yaml.safe_dump(record, sort_keys=False, width=100, allow_unicode=True)
     out.with_suffix(".yaml").write_text(text)
     return out
+
+
+def _absolute_paths(value) -> list[str]:
+    """Every word of the record's strings that is an absolute path."""
+    if isinstance(value, dict):
+        return [p for item in value.values() for p in _absolute_paths(item)]
+    if isinstance(value, list | tuple):
+        return [p for item in value for p in _absolute_paths(item)]
+    if isinstance(value, str):
+        return [word for word in value.split() if re.match(r"^~?/[\w.]", word)]
+    return []
 
 
 def _last_row(path: Path) -> dict | None:

@@ -16,7 +16,6 @@ import dataclasses
 import functools
 import logging
 import os
-import platform
 import shlex
 import sys
 import time
@@ -276,12 +275,12 @@ def _finish(model: OCKDNet, conf: TrainConfig, data_dir: Path, out_dir: Path, st
     from ockd_ros.training.plots import plot_losses
 
     provenance = {
-        "command": shlex.join(sys.argv),
+        # the console script's name, not sys.argv[0]: a machine's path says nothing to a reader
+        "command": shlex.join(["ockd-train", *sys.argv[1:]]),
         "config": dataclasses.asdict(conf),
         "data": str(data_dir),
         "steps": step,
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "host": platform.node(),
         "torch": str(torch.__version__),
     }
     final = save_checkpoint(model, out_dir / "final.pt", provenance=provenance, half=True)
