@@ -41,11 +41,12 @@ def main(
         "benchmark": metrics.read_text() if metrics else None,
         "config": provenance.get("config"),
     }
+    record = _relative_to(record, Path.cwd())
     absolute = _absolute_paths(record)
     if absolute:
         raise ValueError(
             f"the record of {checkpoint} names paths of this machine ({', '.join(absolute[:3])}); "
-            "train and export from the repository root with relative paths"
+            "train with paths inside the repository and export from its root"
         )
     save_checkpoint(load_checkpoint(checkpoint), out, provenance=provenance, half=True)
     size_mb = out.stat().st_size / 2**20
@@ -54,6 +55,17 @@ def main(
     text = yaml.safe_dump(record, sort_keys=False, width=100, allow_unicode=True)
     out.with_suffix(".yaml").write_text(text)
     return out
+
+
+def _relative_to(value, root: Path):
+    """`value` with every path under `root` (the repository, where export runs) made relative."""
+    if isinstance(value, dict):
+        return {key: _relative_to(item, root) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_relative_to(item, root) for item in value]
+    if isinstance(value, str):
+        return value.replace(f"{root}/", "")
+    return value
 
 
 def _absolute_paths(value) -> list[str]:
