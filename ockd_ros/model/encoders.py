@@ -98,7 +98,16 @@ class SameConv2d(nn.Conv2d):
     off where the weights expect it.
     """
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Odd kernels at stride 1 pad symmetrically in both conventions: no copy needed.
+        self.symmetric = self.stride == (1, 1) and all(k % 2 for k in self.kernel_size)
+        if self.symmetric:
+            self.padding = tuple(k // 2 for k in self.kernel_size)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.symmetric:
+            return super().forward(x)
         pads = []
         for size, kernel, stride in zip(
             reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride), strict=True
