@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import cv2
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
@@ -13,7 +14,7 @@ from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from scipy.spatial.transform import Rotation
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -28,6 +29,12 @@ STARTUP_TIMEOUT = 120.0  # imports torch, then builds (or loads) the template ba
 OBJECT = "cream_cheese"  # a printed box: textured enough for the SIFT backend
 FRAME_ID = "test_camera_optical_frame"
 SIZE = (640, 480)
+NODE_PARAMETERS = {
+    "backend": "sift",
+    "objects": f"[{OBJECT}]",
+    "templates_per_object": 48,
+    "publish_debug_image": True,
+}
 
 
 @pytest.fixture(scope="module")
@@ -49,21 +56,30 @@ def peer():
 
 
 @pytest.fixture
-def node(request, tmp_path, cache_dir):
+def start_node(tmp_path, cache_dir):
+    """Starts the node under test with added or overridden parameters and with remappings;
+    stops every node it started when the test ends."""
+    started: list[NodeProcess] = []
+
+    def start(parameters: dict | None = None, remaps=()) -> NodeProcess:
+        process = NodeProcess(
+            tmp_path / f"node{len(started)}.log",
+            NODE_PARAMETERS | (parameters or {}),
+            remaps,
+            env={"XDG_CACHE_HOME": str(cache_dir)},
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def node(request, start_node):
     """The node under test; `indirect` parametrisation adds or overrides parameters."""
-    parameters = {
-        "backend": "sift",
-        "objects": f"[{OBJECT}]",
-        "templates_per_object": 48,
-        "publish_debug_image": True,
-    }
-    process = NodeProcess(
-        tmp_path / "node.log",
-        parameters | getattr(request, "param", {}),
-        env={"XDG_CACHE_HOME": str(cache_dir)},
-    )
-    yield process
-    process.stop()
+    return start_node(getattr(request, "param", {}))
 
 
 def _image_msg(rgb: np.ndarray, stamp: int, encoding: str = "rgb8") -> Image:
@@ -71,6 +87,15 @@ def _image_msg(rgb: np.ndarray, stamp: int, encoding: str = "rgb8") -> Image:
     msg.header = Header(frame_id=FRAME_ID)
     msg.header.stamp.sec = stamp
     msg.data = rgb.tobytes()
+    return msg
+
+
+def _compressed_msg(rgb: np.ndarray, stamp: int) -> CompressedImage:
+    """A lossless PNG frame, as image_transport's compressed publisher names its format."""
+    msg = CompressedImage(format="rgb8; png compressed bgr8")
+    msg.header = Header(frame_id=FRAME_ID)
+    msg.header.stamp.sec = stamp
+    msg.data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
     return msg
 
 
@@ -92,11 +117,14 @@ class Link:
         node: NodeProcess,
         qos: QoSProfile = qos_profile_sensor_data,
         name: str = OBJECT,
+        image_topic: str = "image",
+        info_topic: str = "camera_info",
+        image_type: type = Image,
     ):
         self.peer, self.node = peer, node
         create = peer.node.create_publisher
-        self.image = create(Image, "image", qos)
-        self.info = create(CameraInfo, "camera_info", qos)
+        self.image = create(image_type, image_topic, qos)
+        self.info = create(CameraInfo, info_topic, qos)
         self.poses: list[PoseStamped] = []
         self.markers: list[MarkerArray] = []
         self.debug: list[Image] = []
@@ -112,7 +140,9 @@ class Link:
         )
         assert ready, f"node not ready:\n{node.log()}"
 
-    def send(self, image: Image, info: CameraInfo | None, info_lead: float = 0.0) -> None:
+    def send(
+        self, image: Image | CompressedImage, info: CameraInfo | None, info_lead: float = 0.0
+    ) -> None:
         """Publish CameraInfo (stamped like the frame), then `info_lead` seconds later the frame."""
         if info is not None:
             info.header.stamp = image.header.stamp
@@ -121,7 +151,9 @@ class Link:
                 self.peer.spin_until(lambda: False, info_lead)
         self.image.publish(image)
 
-    def pose_for(self, stamp: int, image: Image, info: CameraInfo, timeout=30.0) -> PoseStamped:
+    def pose_for(
+        self, stamp: int, image: Image | CompressedImage, info: CameraInfo, timeout=30.0
+    ) -> PoseStamped:
         """Send (best effort may lose a frame) until the pose stamped `stamp` arrives."""
         for _ in range(int(timeout)):
             self.send(image, info)
@@ -157,6 +189,22 @@ def test_pose_arrives_with_the_image_header_and_within_tolerance(peer, node, sce
     names = {m.ns for array in link.markers for m in array.markers if m.action == Marker.ADD}
     assert names == {OBJECT}
     assert image_message_to_rgb(link.debug[-1]).shape == scene.rgb.shape
+
+
+def test_compressed_input_follows_a_remapped_image_topic(peer, start_node, scene):
+    remaps = ["image:=/cam/color/image_raw", "camera_info:=/cam/color/camera_info"]
+    node = start_node({"compressed": True, "qos": "reliable"}, remaps)
+    link = Link(
+        peer,
+        node,
+        QoSProfile(depth=5),
+        image_topic="/cam/color/image_raw/compressed",
+        info_topic="/cam/color/camera_info",
+        image_type=CompressedImage,
+    )
+    answer = link.pose_for(13, _compressed_msg(scene.rgb, 13), _camera_info(scene.K))
+    translation, angle = _pose_error(answer, scene.poses[0])
+    assert translation < 0.02 and angle < 10.0, (translation, angle)
 
 
 # The package's default backend and weights through the whole ROS path. Ketchup, not the SIFT

@@ -1,6 +1,6 @@
 """The ockd_ros pose node.
 
-Subscribes to `image` (sensor_msgs/Image, or CompressedImage on `image/compressed`) and
+Subscribes to `image` (sensor_msgs/Image, or CompressedImage on `<image>/compressed`) and
 `camera_info`; estimates the pose of each configured object in the newest frame on a worker
 thread and publishes, stamped like the source image:
 - `object_poses/<name>` (geometry_msgs/PoseStamped): the object frame in the camera optical frame;
@@ -86,7 +86,10 @@ class PoseNode(Node):
             qos_profile_sensor_data if self._param("qos") == "sensor_data" else QoSProfile(depth=5)
         )
         if self._param("compressed"):
-            self.create_subscription(CompressedImage, "image/compressed", self._slot.put, qos)
+            # image_transport's name for the compressed stream of `image`, taken after remapping:
+            # `-r image:=/camera/color/image_raw` moves it to `/camera/color/image_raw/compressed`.
+            topic = f"{self.resolve_topic_name('image')}/compressed"
+            self.create_subscription(CompressedImage, topic, self._slot.put, qos)
         else:
             self.create_subscription(Image, "image", self._slot.put, qos)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
