@@ -1,7 +1,6 @@
 """Bag tools: round trip, eval on a tiny synthetic bag, damaged bags, BOP conversion."""
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -98,7 +97,7 @@ def test_missing_topic_and_bad_type_are_named(tmp_path):
 
 
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
-def test_truncated_bag_gives_a_clear_error(tmp_path, storage):
+def test_truncated_bag_gives_a_clear_error(tmp_path, storage, capsys):
     _write_random_bag(tmp_path / "bag", storage)
     data_file = next(p for p in (tmp_path / "bag").iterdir() if p.suffix in (".db3", ".mcap"))
     data = data_file.read_bytes()
@@ -113,6 +112,9 @@ def test_truncated_bag_gives_a_clear_error(tmp_path, storage):
     with pytest.raises(SystemExit) as exit_info:
         cli(["eval", str(tmp_path / "bag"), "--out", str(tmp_path / "out"), "--objects", "x"])
     assert exit_info.value.code == 1
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("ockd-bag: error: ") and "corrupt or truncated" in stderr
+    assert "Traceback" not in stderr
 
 
 @pytest.fixture(scope="module")
@@ -221,11 +223,15 @@ def test_from_bop_stamps_intrinsics_and_poses(tmp_path, lmo_slice):
             np.testing.assert_allclose(T[:3, 3], np.array(entry["cam_t_m2c"]) / 1000, atol=1e-9)
 
 
-def test_cli_from_bop_and_existing_output(tmp_path, lmo_slice, capsys):
+def test_cli_from_bop_never_overwrites_a_bag(tmp_path, lmo_slice, capsys):
     root, _ = lmo_slice
-    args = ["from-bop", "--dataset", str(root), "--out", str(tmp_path / "bag"), "--max-frames", "1"]
+    bag = tmp_path / "bag"
+    args = ["from-bop", "--dataset", str(root), "--out", str(bag), "--max-frames", "1"]
     cli(args)
     assert "bag:" in capsys.readouterr().out
-    with pytest.raises(SystemExit):  # never overwrites a bag
+    written = {path: path.read_bytes() for path in bag.iterdir()}
+    with pytest.raises(SystemExit) as exit_info:
         cli(args)
-    shutil.rmtree(tmp_path / "bag")
+    assert exit_info.value.code == 2  # a usage error: choose another --out
+    assert f"{bag} exists already; a bag is never overwritten" in capsys.readouterr().err
+    assert {path: path.read_bytes() for path in bag.iterdir()} == written

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -127,15 +129,38 @@ def test_extractor_reference_descriptor_filters_keypoints(confident_extractor, r
     assert np.all(selected.desc_inter @ reference >= 0.5 - 1e-6)
 
 
-def test_test_time_bn_keeps_the_weights(rng):
+def _by_position(features: Features) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores and intra/inter descriptors in keypoint (y, x) order, not score order."""
+    order = np.lexsort((features.keypoints[:, 0], features.keypoints[:, 1]))
+    return features.scores[order], features.desc_intra[order], features.desc_inter[order]
+
+
+def test_test_time_bn_adapts_to_the_image_and_keeps_the_trained_statistics(rng):
     torch.manual_seed(0)
     model = OCKDNet(SMALL)
-    state = {k: v.clone() for k, v in model.state_dict().items()}
+    # "Training" statistics from bright images; the test image is dark, far from them.
+    model.train()
+    with torch.no_grad():
+        for _ in range(20):
+            model(0.6 + 0.4 * torch.rand(4, 3, 64, 64))
+    trained = {key: value.clone() for key, value in model.state_dict().items()}
     image = rng.integers(0, 60, (64, 64, 3), dtype=np.uint8)
-    conf = OckdConfig(device="cpu", r_thr=0.0, max_keypoints=20, test_time_bn=True)
-    OckdExtractor(conf, model=model).extract(image)
+    grid = OckdConfig(device="cpu", grid_stride=4)  # the same keypoints whatever the scores
+    plain = OckdExtractor(grid, model=model).extract(image)
+    adapted = OckdExtractor(replace(grid, test_time_bn=True), model=model).extract(image)
+    np.testing.assert_array_equal(np.sort(adapted.keypoints, 0), np.sort(plain.keypoints, 0))
+    plain_scores, plain_intra, plain_inter = _by_position(plain)
+    adapted_scores, adapted_intra, adapted_inter = _by_position(adapted)
+    assert np.abs(adapted_scores - plain_scores).mean() > 0.01
+    # Unit descriptors: a mean cosine well below 1 means they moved, not just rounding.
+    assert np.mean(np.sum(adapted_intra * plain_intra, axis=1)) < 0.99
+    assert np.mean(np.sum(adapted_inter * plain_inter, axis=1)) < 0.99
+    # The running statistics are the trained ones still, and plain inference is as before.
     for key, value in model.state_dict().items():
-        torch.testing.assert_close(value.float(), state[key].float(), msg=key)
+        torch.testing.assert_close(value.float(), trained[key].float(), rtol=0, atol=0, msg=key)
+    again = OckdExtractor(grid, model=model).extract(image)
+    np.testing.assert_array_equal(again.desc_intra, plain.desc_intra)
+    np.testing.assert_array_equal(again.scores, plain.scores)
 
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))

@@ -3,7 +3,6 @@ import pytest
 import trimesh
 
 from ockd_ros.meshes import (
-    HOPE_OBJECTS,
     MeshLoadError,
     default_objects,
     load_mesh,
@@ -11,13 +10,40 @@ from ockd_ros.meshes import (
     resolve_object,
 )
 
+# The README's list of default objects, and the visual mesh each one ships: eight as
+# `textured.obj`, four under their own name; beside them lie collision hulls (`*_col.obj`,
+# `hope_*_coll.obj`) that must never be picked.
+DEFAULT_MESH_FILES = {
+    "alphabet_soup": "textured.obj",
+    "bbq_sauce": "bbq_sauce.obj",
+    "butter": "butter.obj",
+    "chocolate_pudding": "textured.obj",
+    "cream_cheese": "cream_cheese.obj",
+    "ketchup": "textured.obj",
+    "macaroni_and_cheese": "textured.obj",
+    "milk": "textured.obj",
+    "orange_juice": "textured.obj",
+    "popcorn": "popcorn.obj",
+    "salad_dressing": "textured.obj",
+    "tomato_sauce": "textured.obj",
+}
 
-def test_registry_lists_the_twelve_hope_objects_with_existing_meshes():
+
+def test_registry_holds_the_twelve_default_objects_with_their_visual_meshes():
     registry = default_objects()
-    assert sorted(registry) == sorted(HOPE_OBJECTS)
-    for spec in registry.values():
+    assert sorted(registry) == sorted(DEFAULT_MESH_FILES)
+    for name, spec in registry.items():
+        assert spec.name == name and spec.units == "cm" and not spec.symmetric
+        assert spec.path.parent.name == name
+        assert spec.path.name == DEFAULT_MESH_FILES[name]
         assert spec.path.is_file(), spec.path
-        assert "_col" not in spec.path.name
+
+
+@pytest.mark.parametrize(("units", "per_metre"), [("m", 1.0), ("cm", 100.0), ("mm", 1000.0)])
+def test_the_same_box_in_any_unit_loads_to_the_same_size_in_metres(tmp_path, units, per_metre):
+    path = tmp_path / f"box_{units}.ply"
+    trimesh.creation.box(extents=np.array([0.04, 0.02, 0.01]) * per_metre).export(path)
+    np.testing.assert_allclose(load_mesh(path, units).extents, [0.04, 0.02, 0.01], rtol=1e-6)
 
 
 def test_hope_mesh_is_converted_from_centimetres(ketchup):

@@ -72,14 +72,95 @@ def test_batch_statistics_uses_the_image_and_never_updates_running_stats(net):
         torch.testing.assert_close(net(image).reliability, plain)
 
 
-def test_torchvision_encoder_weights_load_by_name(net):
-    encoder_state = {
-        key: torch.randn_like(value) if value.is_floating_point() else value
-        for key, value in net.encoder.state_dict().items()
-    }
-    extra = {"fc.weight": torch.zeros(1000, 512), "layer4.0.conv1.weight": torch.zeros(1)}
-    model = OCKDNet()
-    model.load_torchvision_encoder(encoder_state | extra)
-    torch.testing.assert_close(model.encoder.conv1.weight, encoder_state["conv1.weight"])
-    with pytest.raises(ValueError, match="not a ResNet-18"):
-        model.load_torchvision_encoder({"fc.weight": torch.zeros(1)})
+# torchvision's ResNet-18 (`torchvision.models.resnet18().state_dict()`), written out from the
+# published architecture, not from our encoder: module → weight shape, or channels for a
+# BatchNorm (weight, bias, running_mean, running_var, num_batches_tracked).
+TORCHVISION_RESNET18 = {
+    "conv1": (64, 3, 7, 7),
+    "bn1": 64,
+    "layer1.0.conv1": (64, 64, 3, 3),
+    "layer1.0.bn1": 64,
+    "layer1.0.conv2": (64, 64, 3, 3),
+    "layer1.0.bn2": 64,
+    "layer1.1.conv1": (64, 64, 3, 3),
+    "layer1.1.bn1": 64,
+    "layer1.1.conv2": (64, 64, 3, 3),
+    "layer1.1.bn2": 64,
+    "layer2.0.conv1": (128, 64, 3, 3),
+    "layer2.0.bn1": 128,
+    "layer2.0.conv2": (128, 128, 3, 3),
+    "layer2.0.bn2": 128,
+    "layer2.0.downsample.0": (128, 64, 1, 1),
+    "layer2.0.downsample.1": 128,
+    "layer2.1.conv1": (128, 128, 3, 3),
+    "layer2.1.bn1": 128,
+    "layer2.1.conv2": (128, 128, 3, 3),
+    "layer2.1.bn2": 128,
+    "layer3.0.conv1": (256, 128, 3, 3),
+    "layer3.0.bn1": 256,
+    "layer3.0.conv2": (256, 256, 3, 3),
+    "layer3.0.bn2": 256,
+    "layer3.0.downsample.0": (256, 128, 1, 1),
+    "layer3.0.downsample.1": 256,
+    "layer3.1.conv1": (256, 256, 3, 3),
+    "layer3.1.bn1": 256,
+    "layer3.1.conv2": (256, 256, 3, 3),
+    "layer3.1.bn2": 256,
+    "layer4.0.conv1": (512, 256, 3, 3),
+    "layer4.0.bn1": 512,
+    "layer4.0.conv2": (512, 512, 3, 3),
+    "layer4.0.bn2": 512,
+    "layer4.0.downsample.0": (512, 256, 1, 1),
+    "layer4.0.downsample.1": 512,
+    "layer4.1.conv1": (512, 512, 3, 3),
+    "layer4.1.bn1": 512,
+    "layer4.1.conv2": (512, 512, 3, 3),
+    "layer4.1.bn2": 512,
+    "fc": (1000, 512),
+}
+
+
+def _torchvision_resnet18_state() -> dict[str, torch.Tensor]:
+    """A state dict with torchvision's ResNet-18 names and shapes, every tensor distinct."""
+    generator = torch.Generator().manual_seed(0)
+    state = {}
+    for module, shape in TORCHVISION_RESNET18.items():
+        if isinstance(shape, int):
+            for buffer in ("weight", "bias", "running_mean", "running_var"):
+                state[f"{module}.{buffer}"] = torch.randn(shape, generator=generator)
+            state[f"{module}.num_batches_tracked"] = torch.randint(1, 10**6, (), dtype=torch.long)
+        else:
+            state[f"{module}.weight"] = torch.randn(shape, generator=generator)
+    state["fc.bias"] = torch.randn(1000, generator=generator)
+    return state
+
+
+@pytest.mark.parametrize("stages", [3, 4])
+def test_torchvision_resnet18_weights_load_under_their_own_names(stages):
+    state = _torchvision_resnet18_state()
+    assert len(state) == 122  # len(torchvision.models.resnet18().state_dict())
+    model = OCKDNet(NetworkConfig(encoder_stages=stages))
+    model.load_torchvision_encoder(state)
+    beyond = (*(f"layer{n}." for n in range(stages + 1, 5)), "fc.")  # not in the encoder
+    expected = {key for key in state if not key.startswith(beyond)}
+    loaded = model.encoder.state_dict()
+    assert set(loaded) == expected  # everything up to the last stage, no classifier
+    for key, value in loaded.items():
+        torch.testing.assert_close(value, state[key], rtol=0, atol=0, msg=key)
+    encoder = model.encoder
+    assert torch.equal(
+        encoder.layer2[0].downsample[0].weight, state["layer2.0.downsample.0.weight"]
+    )
+    assert torch.equal(encoder.layer3[1].bn2.running_var, state["layer3.1.bn2.running_var"])
+    assert encoder.layer3[1].bn2.num_batches_tracked == state["layer3.1.bn2.num_batches_tracked"]
+
+
+def test_a_state_dict_without_a_resnet18_key_is_refused():
+    state = _torchvision_resnet18_state()
+    del state["layer3.1.bn2.running_mean"]
+    with pytest.raises(ValueError, match=r"not a ResNet-18.*layer3\.1\.bn2\.running_mean"):
+        OCKDNet().load_torchvision_encoder(state)
+    with pytest.raises(ValueError, match="do not fit a efficientnet_lite0"):
+        OCKDNet(NetworkConfig(encoder="efficientnet_lite0")).load_torchvision_encoder(
+            _torchvision_resnet18_state()
+        )
