@@ -13,7 +13,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -q test
+	$(PY) -m pytest -q -rs test
 
 # The recipe behind the shipped checkpoint (about 2 hours on 2 CPU cores); see training/README.md.
 train-cpu: $(STAMP)
