@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
-from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from scipy.spatial.transform import Rotation
@@ -26,6 +26,7 @@ from ockd_ros.samples import render_sample_scene
 from test.ros_harness import NodeProcess, TestPeer
 
 STARTUP_TIMEOUT = 120.0  # imports torch, then builds (or loads) the template banks
+NODE_NAME = "ockd_pose_node"
 OBJECT = "cream_cheese"  # a printed box: textured enough for the SIFT backend
 FRAME_ID = "test_camera_optical_frame"
 SIZE = (640, 480)
@@ -296,38 +297,51 @@ def test_a_burst_at_30_hz_is_absorbed_by_dropping_frames(peer, node, scene):
     assert node.alive()
 
 
+def _set_each(peer: TestPeer, parameters: list[Parameter]) -> list:
+    """Set each parameter on its own through the node's SetParameters service; the results."""
+    client = AsyncParameterClient(peer.node, NODE_NAME)
+    assert peer.spin_until(client.services_are_ready, 10.0)
+    futures = [client.set_parameters([parameter]) for parameter in parameters]
+    assert peer.spin_until(lambda: all(f.done() for f in futures), 10.0)
+    return [future.result().results[0] for future in futures]
+
+
 def test_invalid_parameters_are_refused_at_run_time(peer, node):
     Link(peer, node)
-    client = AsyncParameterClient(peer.node, "ockd_pose_node")
-    assert peer.spin_until(lambda: client.services_are_ready(), 10.0)
-
-    def param(name, kind, **value):
-        return Parameter(name=name, value=ParameterValue(type=kind, **value))
-
-    futures = [
-        client.set_parameters([param("r_thr", ParameterType.PARAMETER_DOUBLE, double_value=-1.0)]),
-        client.set_parameters(
-            [param("objects", ParameterType.PARAMETER_STRING_ARRAY, string_array_value=["nope"])]
-        ),
-        client.set_parameters(
-            [param("min_inliers", ParameterType.PARAMETER_INTEGER, integer_value=3)]
-        ),
-        client.set_parameters(
-            [param("publish_debug_image", ParameterType.PARAMETER_BOOL, bool_value=False)]
-        ),
-    ]
-    assert peer.spin_until(lambda: all(f.done() for f in futures), 10.0)
-    r_thr, objects, inliers, debug = (f.result().results[0] for f in futures)
-    assert not r_thr.successful and "r_thr=-1.0 must be ≥ 0" in r_thr.reason
+    r_thr, objects, inliers, debug = _set_each(
+        peer,
+        [
+            Parameter("r_thr", value=-1.0),
+            Parameter("objects", value=["nope"]),
+            Parameter("min_inliers", value=3),
+            Parameter("publish_debug_image", value=False),
+        ],
+    )
+    assert not r_thr.successful and "r_thr out of range" in r_thr.reason  # rclpy's range check
     assert not objects.successful and "neither a mesh file nor a default object" in objects.reason
     assert not inliers.successful and "must be 0 or ≥ 4" in inliers.reason
     assert debug.successful
 
 
-def test_invalid_parameter_at_start_exits_with_the_reason(tmp_path):
-    node = NodeProcess(tmp_path / "bad.log", {"backend": "orb"})
+def test_a_read_only_parameter_is_refused_at_run_time(peer, node):
+    Link(peer, node)
+    qos, compressed = _set_each(
+        peer, [Parameter("qos", value="reliable"), Parameter("compressed", value=True)]
+    )
+    for result, name in ((qos, "qos"), (compressed, "compressed")):
+        assert not result.successful and f"read-only parameter: {name}" in result.reason
+    client = AsyncParameterClient(peer.node, NODE_NAME)
+    current = client.get_parameters(["qos", "compressed"])
+    assert peer.spin_until(current.done, 10.0)
+    qos_value, compressed_value = current.result().values
+    assert qos_value.string_value == "sensor_data" and not compressed_value.bool_value
+
+
+def test_invalid_parameters_at_start_exit_with_every_reason(tmp_path):
+    node = NodeProcess(tmp_path / "bad.log", {"backend": "orb", "templates_per_object": 0})
     try:
         assert node.wait(timeout=STARTUP_TIMEOUT) == 2
         assert "backend='orb' must be one of" in node.log()
+        assert "templates_per_object out of range" in node.log()  # rclpy's range check
     finally:
         node.stop()

@@ -24,7 +24,7 @@ import cv2
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -44,7 +44,7 @@ from ockd_ros.meshes import load_object, resolve_object
 from ockd_ros.pose.estimator import Estimator, ObjectPose, default_config
 from ockd_ros.ros.frame_slot import LatestFrameSlot
 from ockd_ros.ros.messages import diagnostics, object_markers, pose_stamped, rgb_to_image_msg
-from ockd_ros.ros.parameters import PARAMETERS, PARAMETERS_BY_NAME, validate
+from ockd_ros.ros.parameters import PARAMETERS_BY_NAME, declare_parameters, validate
 from ockd_ros.visualize import caption, draw_pose, object_color
 
 NODE_NAME = "ockd_pose_node"
@@ -103,18 +103,7 @@ class PoseNode(Node):
     # --- parameters ---------------------------------------------------------------------------
 
     def _declare_parameters(self) -> None:
-        for parameter in PARAMETERS:
-            self.declare_parameter(
-                parameter.name,
-                parameter.default,
-                ParameterDescriptor(description=parameter.description),
-            )
-        reasons = [
-            reason
-            for parameter in PARAMETERS
-            if (reason := validate(parameter.name, self._param(parameter.name)))
-        ]
-        if reasons:
+        if reasons := declare_parameters(self):
             raise InvalidParameterError("; ".join(reasons))
 
     def _param(self, name: str):

@@ -1,21 +1,28 @@
 """The node's parameters: defaults, descriptions and validation in one table.
 
-Every parameter is declared with its description; a value that fails its check is refused with
-the reason, both from the YAML file at start and from `ros2 param set` at run time.
+Every parameter is declared with a descriptor: its description, its range where a range says
+it all (rclpy enforces it), and read-only for what is only read at start. A value that fails is
+refused with the reason, both from the YAML file at start and from `ros2 param set` at run time.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.node import Node
 
 from ockd_ros.features import BACKENDS
 from ockd_ros.geometry import UNIT_SCALE
 from ockd_ros.meshes import HOPE_OBJECTS, MESH_SUFFIXES
 
 QOS_CHOICES = ("sensor_data", "reliable")
+INT_MAX = 2**31 - 1  # an integer range needs an upper end; this one means "no limit"
 
 
 @dataclass(frozen=True)
@@ -23,24 +30,24 @@ class NodeParameter:
     name: str
     default: Any
     description: str
-    check: Callable[[Any], str | None]  # returns the reason a value is invalid, or None
+    check: Callable[[Any], str | None] | None = None  # the reason a value is invalid, or None
+    at_least: float | None = None  # lower end of an rclpy range (no upper end)
+    read_only: bool = False  # read once at start: a change at run time is refused
     rebuilds: bool = True  # a change rebuilds the estimator (template banks come from the cache)
+
+    def descriptor(self) -> ParameterDescriptor:
+        descriptor = ParameterDescriptor(description=self.description, read_only=self.read_only)
+        if self.at_least is not None and isinstance(self.default, int):
+            descriptor.integer_range = [IntegerRange(from_value=self.at_least, to_value=INT_MAX)]
+        elif self.at_least is not None:
+            descriptor.floating_point_range = [
+                FloatingPointRange(from_value=self.at_least, to_value=math.inf)
+            ]
+        return descriptor
 
 
 def _one_of(choices) -> Callable[[Any], str | None]:
     return lambda value: None if value in choices else f"must be one of {list(choices)}"
-
-
-def _positive(value) -> str | None:
-    return None if value > 0 else "must be positive"
-
-
-def _non_negative(value) -> str | None:
-    return None if value >= 0 else "must be ≥ 0"
-
-
-def _at_least(minimum) -> Callable[[Any], str | None]:
-    return lambda value: None if value >= minimum else f"must be ≥ {minimum}"
 
 
 def _zero_or_at_least(minimum) -> Callable[[Any], str | None]:
@@ -75,10 +82,6 @@ def _objects(value: list[str]) -> str | None:
     return None
 
 
-def _anything(_value) -> str | None:
-    return None
-
-
 PARAMETERS = (
     NodeParameter(
         "objects", list(HOPE_OBJECTS), "objects to find: default object names or mesh file "
@@ -92,17 +95,19 @@ PARAMETERS = (
         "checkpoint", "", "network checkpoint file; empty for the shipped default", _checkpoint
     ),
     NodeParameter("device", "auto", "torch device: auto, cpu, cuda, cuda:N", _device),
-    NodeParameter("templates_per_object", 96, "template views rendered per object", _positive),
     NodeParameter(
-        "grid_stride", 4, "ockd keypoints on a grid every N pixels, as pose matching needs; "
-        "0: detector maxima (r_thr, max_keypoints)", _non_negative,
+        "templates_per_object", 96, "template views rendered per object", at_least=1
     ),
     NodeParameter(
-        "r_thr", 1.5, "keypoint reliability threshold (ockd, grid_stride 0)", _non_negative
+        "grid_stride", 4, "ockd keypoints on a grid every N pixels, as pose matching needs; "
+        "0: detector maxima (r_thr, max_keypoints)", at_least=0,
+    ),
+    NodeParameter(
+        "r_thr", 1.5, "keypoint reliability threshold (ockd, grid_stride 0)", at_least=0.0
     ),
     NodeParameter(
         "max_keypoints", 1024, "keypoints kept per image, strongest first (ockd, grid_stride 0)",
-        _positive,
+        at_least=1,
     ),
     NodeParameter(
         "min_inliers", 0, "PnP inliers needed to report a pose; 0: the backend's default "
@@ -110,36 +115,53 @@ PARAMETERS = (
     ),
     NodeParameter(
         "inference_width", 0, "resize wider images to this width before inference (intrinsics "
-        "follow); 0 keeps the camera resolution", _non_negative,
+        "follow); 0 keeps the camera resolution", at_least=0,
     ),
     NodeParameter(
         "rectified", False, "images are rectified: use CameraInfo P and no distortion (else K "
-        "and D)", _anything, rebuilds=False,
+        "and D)", rebuilds=False,
     ),
     NodeParameter(
         "qos", "sensor_data", "QoS of the camera subscriptions: sensor_data (best effort) or "
-        "reliable; read at start", _one_of(QOS_CHOICES), rebuilds=False,
+        "reliable; read-only (set at start)", _one_of(QOS_CHOICES), read_only=True,
+        rebuilds=False,
     ),
     NodeParameter(
         "compressed", False, "subscribe to sensor_msgs/CompressedImage on '<image>/compressed'; "
-        "read at start", _anything, rebuilds=False,
+        "read-only (set at start)", read_only=True, rebuilds=False,
     ),
     NodeParameter(
         "publish_debug_image", False, "always publish the debug overlay (otherwise only while "
-        "someone subscribes)", _anything, rebuilds=False,
+        "someone subscribes)", rebuilds=False,
     ),
 )  # fmt: skip
 PARAMETERS_BY_NAME = {parameter.name: parameter for parameter in PARAMETERS}
 
 
 def validate(name: str, value: Any) -> str | None:
-    """The reason `value` is invalid for parameter `name`, or None if it is valid."""
+    """The reason `value` is invalid for parameter `name` beyond its descriptor's type and range
+    (rclpy checks those), or None if it is valid."""
     parameter = PARAMETERS_BY_NAME.get(name)
-    if parameter is None:
-        return None  # parameters declared by rclpy itself (use_sim_time, ...)
-    numeric = isinstance(parameter.default, float) and type(value) is int
-    if type(value) is not type(parameter.default) and not numeric:
-        expected = type(parameter.default).__name__
-        return f"{name} expects a {expected}, got {type(value).__name__} {value!r}"
+    if parameter is None or parameter.check is None:
+        return None  # rclpy's own parameters (use_sim_time, ...) and unchecked ones
     reason = parameter.check(value)
     return None if reason is None else f"{name}={value!r} {reason}"
+
+
+def declare_parameters(node: Node) -> list[str]:
+    """Declare every parameter on `node` with its descriptor, taking the values given at start
+    (`--params-file`, `-p`); the reasons the given values are invalid, all of them at once.
+
+    rclpy itself refuses a value of the wrong type or out of its range while declaring."""
+    reasons = []
+    for parameter in PARAMETERS:
+        try:
+            declared = node.declare_parameter(
+                parameter.name, parameter.default, parameter.descriptor()
+            )
+        except (InvalidParameterTypeException, InvalidParameterValueException) as error:
+            reasons.append(str(error))
+            continue
+        if reason := validate(parameter.name, declared.value):
+            reasons.append(reason)
+    return reasons
