@@ -25,7 +25,9 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "camera_info", default_value="camera_info", description="input CameraInfo topic"
         ),
-        DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
+        DeclareLaunchArgument(
+            "namespace", default_value="", description="namespace of the node and of RViz"
+        ),
         DeclareLaunchArgument("device", default_value="auto", description="torch device"),
         DeclareLaunchArgument(
             "use_sim_time", default_value="false", description="use /clock (bag playback)"
@@ -55,9 +57,11 @@ def generate_launch_description():
         ],
         output="screen",
     )
+    # config/ockd.rviz names its topics relative, so RViz in the node's namespace finds them.
     rviz = Node(
         package="rviz2",
         executable="rviz2",
+        namespace=LaunchConfiguration("namespace"),
         arguments=[
             "-d",
             os.path.join(share, "config", "ockd.rviz"),
