@@ -28,7 +28,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy.spatial.transform import Rotation
 from scipy.stats import rankdata
 from tables import emit_table
 from tqdm import tqdm
@@ -185,7 +184,7 @@ def nearest_template_matches(
     every_template = dataclasses.replace(estimator.conf.matching, shortlist=0, preselect=0)
     descriptors = BankDescriptors(bank.descriptors, bank.template_ids, bank.num_templates)
     matches = match_templates(desc, descriptors, every_template, keypoints)
-    template = nearest_view(bank.poses[:, :3, :3], instance.R, instance.t)
+    template = int(np.argmin(bank.view_angles(instance.R, instance.t)))
     counts = matches.counts(bank.num_templates)
     own = matches.of_template(template)
     rank = int(np.sum(counts > counts[template]))
@@ -218,15 +217,6 @@ def selection(
     positives, negatives = int(inside.sum()), int((~inside).sum())
     auc = (ranks[inside].sum() - positives * (positives + 1) / 2) / (positives * negatives)
     return Selection(float(chosen[inside].mean()), float(chosen[~inside].mean()), float(auc))
-
-
-def nearest_view(template_rotations: np.ndarray, R: np.ndarray, t: np.ndarray) -> int:
-    """The template (V×3×3 rotations of objects centred on the optical axis) that looks most
-    like an object at (R, t): compared after turning the camera to centre the object."""
-    centring = Rotation.align_vectors([[0.0, 0.0, 1.0]], [t / np.linalg.norm(t)])[0]
-    centred = centring.as_matrix() @ R
-    cosine = (np.einsum("vij,ij->v", template_rotations, centred) - 1.0) / 2.0
-    return int(np.argmax(cosine))
 
 
 def summary_table(outcomes: dict[str, list[InstanceOutcome]]) -> list[str]:

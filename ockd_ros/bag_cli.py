@@ -31,6 +31,7 @@ from ockd_ros.bags import (
 )
 from ockd_ros.eval.cli import add_estimator_arguments, estimator_config_from_args
 from ockd_ros.meshes import MeshLoadError
+from ockd_ros.pose.tracking import TrackingConfig
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -104,6 +105,11 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-frames", type=int)
     ev.add_argument("--overlays", type=int, default=BagEvalConfig.overlays)
     ev.add_argument("--storage", choices=list(STORAGES), default="sqlite3", help="results bag")
+    ev.add_argument(
+        "--no-tracking",
+        action="store_true",
+        help="search every frame in full instead of around the previous poses first",
+    )
     _add_topic_arguments(ev, results=True)
     add_estimator_arguments(ev)
     return parser
@@ -150,6 +156,7 @@ def cli(argv: list[str] | None = None) -> None:
                 overlays=args.overlays,
                 storage=args.storage,
                 estimator=estimator_config_from_args(args),
+                tracking=TrackingConfig(enabled=not args.no_tracking),
             )
             result = evaluate_bag(conf, args.bag, args.out, command)
             print(result.report.read_text())

@@ -53,6 +53,7 @@ from ockd_ros.eval.report import InstanceResult, markdown_table, outline_overlay
 from ockd_ros.geometry import make_pose
 from ockd_ros.meshes import ObjectMesh, load_object, resolve_object
 from ockd_ros.pose.estimator import Estimator, EstimatorConfig, ObjectPose, default_config
+from ockd_ros.pose.tracking import TRACKED, Tracker, TrackingConfig
 from ockd_ros.render import Renderer
 from ockd_ros.visualize import write_rgb
 
@@ -559,6 +560,8 @@ class BagEvalConfig:
     overlays: int = 4  # frames drawn with predicted (and true) outlines, spread over the bag
     storage: str = "sqlite3"  # of the results bag
     estimator: EstimatorConfig = field(default_factory=lambda: default_config("ockd"))
+    # A bag is a stream of one camera: objects are looked for around their last poses first.
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
 @dataclass
@@ -596,6 +599,7 @@ class _Tally:
     with_gt: Counter = field(default_factory=Counter)
     instances: list[InstanceResult] = field(default_factory=list)
     skipped: int = 0
+    tracked: int = 0  # poses found around their prior (the rest by a full search)
     overlays: list[tuple[BagFrame, list[ObjectPose]]] = field(default_factory=list)
 
 
@@ -624,11 +628,12 @@ def evaluate_bag(
         targets = _targets(conf, source.gt_names, bag)
         meshes = [t.mesh for t in targets.values()]
         estimator = Estimator(conf.estimator, meshes, renderer=renderer, progress=True)
+        tracker = Tracker(estimator, conf.tracking)
         start = time.perf_counter()
         # The results bag is closed (not aborted) on any error: what was computed is kept.
         with BagWriter(results_path, conf.storage) as out:
             try:
-                _stream(conf, source, estimator, targets, out, tally)
+                _stream(conf, source, tracker, targets, out, tally)
             except BagError as bag_error:
                 error = str(bag_error)
                 LOG.error("%s; writing the results of the frames before it", error)
@@ -648,7 +653,7 @@ def evaluate_bag(
 def _stream(
     conf: BagEvalConfig,
     source: BagSource,
-    estimator: Estimator,
+    tracker: Tracker,
     targets: dict[str, _Target],
     out: BagWriter,
     tally: _Tally,
@@ -663,7 +668,7 @@ def _stream(
         for frame in source.frames():
             if conf.max_frames is not None and frame.index >= conf.max_frames:
                 break
-            poses = _evaluate_frame(estimator, frame, targets, tally)
+            poses = _evaluate_frame(tracker, frame, targets, tally)
             for pose in poses:
                 msg = pose_message(pose.matrix, frame.stamp, frame.frame_id)
                 out.write(conf.topics.result_prefix + pose.name, msg, frame.log_time)
@@ -702,7 +707,7 @@ def _targets(conf: BagEvalConfig, gt_names: list[str], bag: Path) -> dict[str, _
 
 
 def _evaluate_frame(
-    estimator: Estimator, frame: BagFrame, targets: dict[str, _Target], tally: _Tally
+    tracker: Tracker, frame: BagFrame, targets: dict[str, _Target], tally: _Tally
 ) -> list[ObjectPose]:
     if frame.intrinsics is None:
         # Drivers often start the image stream a moment before CameraInfo: skip, do not fail.
@@ -712,8 +717,9 @@ def _evaluate_frame(
     if intr.size != (frame.rgb.shape[1], frame.rgb.shape[0]):
         intr = intr.scaled((frame.rgb.shape[1], frame.rgb.shape[0]))
     D = intr.D if len(intr.D) and np.any(intr.D != 0) else None
-    poses = estimator.estimate(frame.rgb, intr.K, D)
-    tally.estimate_ms.append(1000 * estimator.last_timing.total)
+    poses = tracker.track(frame.rgb, intr.K, D, stamp=frame.stamp / 1e9)
+    tally.estimate_ms.append(1000 * tracker.last_timing.total)
+    tally.tracked += sum(mode == TRACKED for mode in tracker.last_mode.values())
     by_name = {p.name: p for p in poses}
     tally.found.update(list(by_name))
     for name, T in frame.ground_truth.items():
@@ -759,6 +765,8 @@ def _write_outputs(
         "bag": str(bag),
         "frames": frames,
         "skipped_without_camera_info": tally.skipped,
+        "poses_tracked": tally.tracked,
+        "poses_found": sum(tally.found.values()),
         "error": error,
         "detection_rate": {n: _rate(tally.found[n], frames) for n in targets},
         "frame_ms": _stats(tally.frame_ms),
@@ -811,6 +819,8 @@ def _report_header(conf, bag, targets, tally: _Tally, command, error) -> list[st
         f"- frames evaluated: {frames} (skipped before the first CameraInfo: {tally.skipped})",
         f"- templates: {conf.estimator.templates.views} views × "
         f"{conf.estimator.templates.inplane} in-plane",
+        f"- tracking: {'on' if conf.tracking.enabled else 'off'}; "
+        f"{tally.tracked} of {sum(tally.found.values())} poses found around the previous one",
         f"- results bag: `poses/` ({_topic(conf.topics.result_prefix)}<name>, image stamps)",
     ]
     if error:

@@ -86,3 +86,25 @@ def render_sample_scene(
     view = renderer.render(objects, poses, K, size)
     rgb = np.where(view.labels[..., None] > 0, view.rgb, photo_background(size, background))
     return SampleScene(rgb, K, poses, view)
+
+
+def render_moving_scene(
+    renderer: Renderer,
+    objects: list[ObjectMesh],
+    frame: int,
+    size: tuple[int, int] = (640, 480),
+    distance: float = 0.5,
+    seed: int = 0,
+    degrees_per_frame: float = 1.5,
+    metres_per_frame: float = 0.004,
+) -> SampleScene:
+    """Frame `frame` of a camera circling `render_sample_scene`'s row of objects: each frame the
+    row turns by `degrees_per_frame` about its vertical axis and slides sideways."""
+    K = default_camera(size)
+    row_centre = np.array([0.0, 0.0, distance])
+    turn = Rotation.from_euler("y", degrees_per_frame * frame, degrees=True).as_matrix()
+    motion = make_pose(turn, row_centre - turn @ row_centre + [metres_per_frame * frame, 0, 0])
+    poses = [motion @ pose for pose in object_row_poses(objects, distance, seed)]
+    view = renderer.render(objects, poses, K, size)
+    rgb = np.where(view.labels[..., None] > 0, view.rgb, photo_background(size))
+    return SampleScene(rgb, K, poses, view)

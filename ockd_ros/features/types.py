@@ -47,6 +47,14 @@ class Features:
             self.image_size,
         )
 
+    def in_image(self, x0: int, y0: int, image_size: tuple[int, int]) -> Features:
+        """Features extracted in a window whose top-left pixel is (x0, y0) of an image of
+        `image_size` (width, height), in that image's pixels."""
+        offset = np.array([x0, y0], dtype=self.keypoints.dtype)
+        return Features(
+            self.keypoints + offset, self.scores, self.desc_intra, self.desc_inter, image_size
+        )
+
     def in_region(self, region: np.ndarray) -> np.ndarray:
         """N bool: whether each keypoint's nearest pixel lies in the H×W bool `region` (keypoints
         off the image count as their nearest edge pixel)."""

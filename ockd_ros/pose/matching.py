@@ -236,6 +236,7 @@ def match_templates(
     bank: BankDescriptors,
     conf: MatchingConfig | None = None,
     frame_keypoints: np.ndarray | None = None,
+    candidates: np.ndarray | None = None,
 ) -> TemplateMatches:
     """Nearest neighbours (by cosine) of every template's rows among N×D unit frame descriptors.
 
@@ -243,7 +244,8 @@ def match_templates(
     keypoint, the cosine is ≥ `min_similarity`, with `mutual` m is n's most similar row among
     v's rows, and with `max_ratio` < 1 m's nearest frame descriptor is clearly nearer than its
     second (the second taken `ratio_radius` px away from n, which needs the N×2
-    `frame_keypoints`). With `shortlist` > 0 only the shortlisted templates are matched.
+    `frame_keypoints`). `candidates` (template indices) limits the search to those templates;
+    with `shortlist` > 0 only the shortlisted templates (among the candidates) are matched.
     Templates are processed in chunks of at most `max_entries` similarities.
     """
     conf = conf or MatchingConfig()
@@ -255,9 +257,12 @@ def match_templates(
         )
     if conf.ratio_radius > 0 and conf.max_ratio < 1 and frame_keypoints is None:
         raise ValueError("ratio_radius > 0 needs the frame keypoints")
-    rows = None
+    rows = None  # rows of the whole bank, once it is restricted
+    if candidates is not None:
+        bank, rows = bank.restrict(np.asarray(candidates, dtype=np.int64))
     if conf.shortlist and len(frame_desc):
-        bank, rows = bank.restrict(shortlist_templates(frame_desc, bank, conf))
+        bank, shortlisted = bank.restrict(shortlist_templates(frame_desc, bank, conf))
+        rows = shortlisted if rows is None else rows[shortlisted]
     if len(frame_desc) == 0 or bank.offsets[-1] == 0:
         return _no_matches()
     frame = torch.from_numpy(np.ascontiguousarray(frame_desc))

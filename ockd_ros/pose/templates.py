@@ -30,6 +30,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
 from ockd_ros.features.types import FeatureExtractor, Features
@@ -97,6 +98,17 @@ class TemplateBank:
     @property
     def num_templates(self) -> int:
         return len(self.poses)
+
+    def view_angles(self, R: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """V float64 degrees between each template's view and that of an object at (R, t).
+
+        Templates show the object centred on the optical axis, so the pose is first turned
+        (about the camera centre) to centre the object, then compared by rotation angle.
+        """
+        centring = Rotation.align_vectors([[0.0, 0.0, 1.0]], [t / np.linalg.norm(t)])[0]
+        centred = centring.as_matrix() @ R
+        cosine = (np.einsum("vij,ij->v", self.poses[:, :3, :3], centred) - 1.0) / 2.0
+        return np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
 
     def subset(self, templates: Sequence[int]) -> TemplateBank:
         """A bank with only the given templates, renumbered 0..len-1 (for benchmarks)."""

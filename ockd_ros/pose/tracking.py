@@ -1,0 +1,265 @@
+"""Poses over a stream of frames: each object is looked for around its last pose first.
+
+A full search (`Estimator.estimate` over the whole image and every template) costs the same in
+every frame, although at camera rate an object has barely moved since it was last found. With
+a recent pose of an object (its prior), the tracker looks for it only:
+- in the box of its projected bounding box, grown by a margin; when every object has a prior,
+  features are extracted only in the union of those boxes;
+- against the templates whose views lie near the prior's view (matched in full, no shortlist).
+An object not found this way is searched in full in the same frame (from the whole-image
+features), and a full search of every object runs at least every `full_search_frames` frames
+and `full_search_seconds` seconds, so that a moved, hidden or new object is found again.
+
+An optional filter smooths the published poses: an exponential average of translation and a
+spherical interpolation of rotation, reset (no lag) whenever the object jumps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.spatial.transform import Rotation, Slerp
+
+from ockd_ros.pose.estimator import EstimateTiming, Estimator, ObjectPose
+
+TRACKED = "tracked"  # found around its prior
+SEARCHED = "searched"  # found by a full search
+
+
+@dataclass(frozen=True)
+class PoseFilterConfig:
+    enabled: bool = False
+    # Weight of the new measurement in [0, 1]: 1 follows every measurement (no smoothing).
+    weight: float = 0.5
+    # A measurement this far from the filtered pose is a jump: the filter restarts from it.
+    jump_metres: float = 0.03
+    jump_degrees: float = 15.0
+
+    def validate(self) -> None:
+        if not 0.0 < self.weight <= 1.0:
+            raise ValueError(f"filter weight must be in (0, 1], got {self.weight}")
+        if self.jump_metres <= 0 or self.jump_degrees <= 0:
+            raise ValueError("filter jump thresholds must be positive")
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    enabled: bool = True
+    # A full search of every object at least this often (0: only when an object is lost).
+    full_search_frames: int = 15
+    full_search_seconds: float = 3.0
+    max_prior_age_seconds: float = 1.0  # an older prior is not used
+    view_degrees: float = 30.0  # templates whose view is within this of the prior's view...
+    min_templates: int = 4  # ...and at least this many nearest ones
+    box_margin: float = 0.3  # the prior's box grows by this share of its size on each side...
+    box_margin_px: int = 16  # ...plus this
+    filter: PoseFilterConfig = field(default_factory=PoseFilterConfig)
+
+    def validate(self) -> None:
+        if self.full_search_frames < 0 or self.full_search_seconds < 0:
+            raise ValueError("full search intervals must be ≥ 0")
+        if self.max_prior_age_seconds <= 0:
+            raise ValueError("max_prior_age_seconds must be positive")
+        if not 0 < self.view_degrees <= 180 or self.min_templates < 1:
+            raise ValueError("view_degrees must be in (0, 180] and min_templates ≥ 1")
+        if self.box_margin < 0 or self.box_margin_px < 0:
+            raise ValueError("box margins must be ≥ 0")
+        self.filter.validate()
+
+
+@dataclass
+class _Prior:
+    pose: ObjectPose
+    stamp: float
+
+
+class Tracker:
+    """Poses of an `Estimator`'s objects over a stream of frames of one camera.
+
+    `track` takes the frames in order; `last_mode` says, per object found, whether it was
+    TRACKED or SEARCHED, and `last_timing` sums the estimator's steps over the frame.
+    """
+
+    def __init__(self, estimator: Estimator, conf: TrackingConfig | None = None):
+        self.conf = conf or TrackingConfig()
+        self.conf.validate()
+        self.estimator = estimator
+        self.filter = PoseFilter(self.conf.filter)
+        self.last_mode: dict[str, str] = {}
+        self.last_timing = EstimateTiming()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every prior (a new stream, or the camera was moved far)."""
+        self._priors: dict[str, _Prior] = {}
+        self._frames_since_full = 0
+        self._last_full: float | None = None
+        self.filter.reset()
+
+    def track(
+        self,
+        rgb: np.ndarray,
+        K: np.ndarray,
+        D: np.ndarray | None = None,
+        stamp: float | None = None,
+        objects: Sequence[str] | None = None,
+    ) -> list[ObjectPose]:
+        """Poses of `objects` (None: all) in the next frame of the stream; as
+        `Estimator.estimate`, with `stamp` the frame's time in seconds (default: now)."""
+        stamp = time.monotonic() if stamp is None else float(stamp)
+        names = list(self.estimator.objects) if objects is None else list(objects)
+        height, width = rgb.shape[:2]
+        tracked = self._trackable(names, stamp)
+        boxes = {name: self._box(self._priors[name].pose, K, (width, height)) for name in tracked}
+        timings = []
+        found: dict[str, ObjectPose] = {}
+        modes: dict[str, str] = {}
+        window_only = bool(tracked) and len(tracked) == len(names)
+        # every object near its prior: features in the window around them only
+        roi = _union(boxes.values()) if window_only else None
+        frame = self.estimator.prepare(rgb, K, D, roi=roi)
+        if tracked:
+            regions = {name: _box_mask(box, (height, width)) for name, box in boxes.items()}
+            templates = {name: self._near_templates(name) for name in tracked}
+            for pose in self.estimator.search(frame, tracked, regions, templates):
+                found[pose.name], modes[pose.name] = pose, TRACKED
+            timings.append(self.estimator.last_timing)
+        lost = [name for name in names if name not in found]
+        if lost:
+            if window_only:  # the window may have cut a lost object off
+                frame = self.estimator.prepare(rgb, K, D)
+            for pose in self.estimator.search(frame, lost):
+                found[pose.name], modes[pose.name] = pose, SEARCHED
+            timings.append(self.estimator.last_timing)
+        if not tracked:
+            self._frames_since_full, self._last_full = 0, stamp
+        else:
+            self._frames_since_full += 1
+        for name in names:
+            if name in found:
+                self._priors[name] = _Prior(found[name], stamp)
+            else:
+                self._priors.pop(name, None)
+                self.filter.forget(name)
+        self.last_mode = modes
+        self.last_timing = _sum(timings)
+        return [self.filter.update(found[name]) for name in names if name in found]
+
+    def _trackable(self, names: list[str], stamp: float) -> list[str]:
+        """The objects to look for around their priors in this frame (none when a full search
+        is due)."""
+        conf = self.conf
+        if not conf.enabled or self._last_full is None:
+            return []
+        if conf.full_search_frames and self._frames_since_full + 1 >= conf.full_search_frames:
+            return []
+        if conf.full_search_seconds and stamp - self._last_full >= conf.full_search_seconds:
+            return []
+        return [
+            name
+            for name in names
+            if name in self._priors
+            and 0 <= stamp - self._priors[name].stamp <= conf.max_prior_age_seconds
+        ]
+
+    def _near_templates(self, name: str) -> np.ndarray:
+        """The templates whose views lie within `view_degrees` of the prior's, or the
+        `min_templates` nearest."""
+        prior = self._priors[name].pose
+        angles = self.estimator.banks[name].view_angles(prior.R, prior.t)
+        near = np.flatnonzero(angles <= self.conf.view_degrees)
+        if len(near) < self.conf.min_templates:
+            near = np.argsort(angles)[: self.conf.min_templates]
+        return np.sort(near)
+
+    def _box(self, pose: ObjectPose, K, size: tuple[int, int]) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1): the projected bounding box of the object at `pose`, grown by the
+        margins and clipped to the image (lens distortion, a few pixels, is left to them)."""
+        corners = _box_corners(self.estimator.objects[pose.name].mesh.bounds)
+        camera = corners @ pose.R.T + pose.t
+        in_front = camera[:, 2] > 1e-3
+        if not in_front.any():
+            return 0, 0, *size
+        points = camera[in_front]
+        pixels = (points / points[:, 2:]) @ np.asarray(K).T
+        low, high = pixels[:, :2].min(axis=0), pixels[:, :2].max(axis=0)
+        grow = self.conf.box_margin * (high - low) + self.conf.box_margin_px
+        x0, y0 = np.floor(low - grow).astype(int)
+        x1, y1 = np.ceil(high + grow).astype(int) + 1
+        width, height = size
+        x0, x1 = min(max(x0, 0), width - 1), min(max(x1, 1), width)
+        y0, y1 = min(max(y0, 0), height - 1), min(max(y1, 1), height)
+        return int(x0), int(y0), int(max(x1, x0 + 1)), int(max(y1, y0 + 1))
+
+
+class PoseFilter:
+    """Exponential smoothing of each object's pose that restarts on a jump (no lag)."""
+
+    def __init__(self, conf: PoseFilterConfig):
+        conf.validate()
+        self.conf = conf
+        self.reset()
+
+    def reset(self) -> None:
+        self._state: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def forget(self, name: str) -> None:
+        self._state.pop(name, None)
+
+    def update(self, pose: ObjectPose) -> ObjectPose:
+        """The filtered pose after measuring `pose` (the measurement itself when off)."""
+        if not self.conf.enabled:
+            return pose
+        previous = self._state.get(pose.name)
+        if previous is None or self._jumped(previous, pose):
+            self._state[pose.name] = (pose.R, pose.t)
+            return pose
+        R0, t0 = previous
+        weight = self.conf.weight
+        rotations = Rotation.from_matrix(np.stack([R0, pose.R]))
+        R = Slerp([0.0, 1.0], rotations)(weight).as_matrix()
+        t = (1.0 - weight) * t0 + weight * pose.t
+        self._state[pose.name] = (R, t)
+        return dataclasses.replace(pose, R=R, t=t)
+
+    def _jumped(self, previous: tuple[np.ndarray, np.ndarray], pose: ObjectPose) -> bool:
+        R0, t0 = previous
+        angle = np.degrees(Rotation.from_matrix(R0.T @ pose.R).magnitude())
+        moved = np.linalg.norm(pose.t - t0)
+        return bool(moved > self.conf.jump_metres or angle > self.conf.jump_degrees)
+
+
+def _box_corners(bounds: np.ndarray) -> np.ndarray:
+    """8×3 corners of the axis-aligned box with 2×3 `bounds` (min, max)."""
+    low, high = np.asarray(bounds, dtype=np.float64)
+    return np.array(list(itertools.product(*zip(low, high, strict=True))))
+
+
+def _box_mask(box: tuple[int, int, int, int], shape: tuple[int, int]) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    mask = np.zeros(shape, dtype=bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def _union(boxes) -> tuple[int, int, int, int]:
+    boxes = np.array(list(boxes))
+    return (
+        int(boxes[:, 0].min()),
+        int(boxes[:, 1].min()),
+        int(boxes[:, 2].max()),
+        int(boxes[:, 3].max()),
+    )
+
+
+def _sum(timings: list[EstimateTiming]) -> EstimateTiming:
+    total = EstimateTiming()
+    for timing in timings:
+        for step in ("extract", "select", "match", "pnp", "total"):
+            setattr(total, step, getattr(total, step) + getattr(timing, step))
+    return total

@@ -1,0 +1,175 @@
+"""Tracking over rendered sequences (real rendering, real SIFT matching, real PnP), the window
+and template options of the estimator it relies on, and the temporal pose filter."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from ockd_ros.meshes import load_object
+from ockd_ros.pose import Estimator, EstimatorConfig, TemplateConfig
+from ockd_ros.pose.estimator import ObjectPose
+from ockd_ros.pose.tracking import (
+    SEARCHED,
+    TRACKED,
+    PoseFilter,
+    PoseFilterConfig,
+    Tracker,
+    TrackingConfig,
+)
+from ockd_ros.samples import default_camera, photo_background, render_moving_scene
+
+NAMES = ("macaroni_and_cheese", "orange_juice")  # textured enough for SIFT from most sides
+RATE = 10.0  # Hz of the rendered streams
+
+
+@pytest.fixture(scope="module")
+def objects():
+    return [load_object(name) for name in NAMES]
+
+
+@pytest.fixture(scope="module")
+def estimator(renderer, objects, tmp_path_factory):
+    conf = EstimatorConfig(
+        backend="sift",
+        templates=TemplateConfig(views=24),
+        cache_dir=str(tmp_path_factory.mktemp("templates")),
+    )
+    return Estimator(conf, objects, renderer=renderer)
+
+
+def _errors(pose, truth) -> tuple[float, float]:
+    angle = np.degrees(Rotation.from_matrix(pose.R.T @ truth[:3, :3]).magnitude())
+    return float(np.linalg.norm(pose.t - truth[:3, 3])), float(angle)
+
+
+def test_tracking_follows_a_moving_camera(renderer, objects, estimator):
+    tracker = Tracker(estimator, TrackingConfig(full_search_frames=0, full_search_seconds=0))
+    modes = []
+    for frame in range(5):
+        scene = render_moving_scene(renderer, objects, frame)
+        poses = {p.name: p for p in tracker.track(scene.rgb, scene.K, stamp=frame / RATE)}
+        assert sorted(poses) == sorted(NAMES), f"frame {frame}: {estimator.last_status}"
+        for name, truth in zip(NAMES, scene.poses, strict=True):
+            translation, angle = _errors(poses[name], truth)
+            assert translation < 0.01 and angle < 5.0, (frame, name, translation, angle)
+        modes.append(tracker.last_mode)
+    assert modes[0] == dict.fromkeys(NAMES, SEARCHED)  # no prior yet
+    assert all(mode == dict.fromkeys(NAMES, TRACKED) for mode in modes[1:])
+
+
+def test_a_full_search_runs_every_n_frames(renderer, objects, estimator):
+    tracker = Tracker(estimator, TrackingConfig(full_search_frames=3, full_search_seconds=0))
+    modes = []
+    for frame in range(4):
+        scene = render_moving_scene(renderer, objects, frame)
+        tracker.track(scene.rgb, scene.K, stamp=frame / RATE)
+        modes.append(tracker.last_mode[NAMES[0]])
+    assert modes == [SEARCHED, TRACKED, TRACKED, SEARCHED]
+
+
+def test_an_object_that_leaves_is_searched_for_and_found_again(renderer, objects, estimator):
+    tracker = Tracker(estimator, TrackingConfig(full_search_frames=0, full_search_seconds=0))
+    first, second = NAMES
+    for frame in range(2):
+        scene = render_moving_scene(renderer, objects, frame)
+        tracker.track(scene.rgb, scene.K, stamp=frame / RATE)
+    assert tracker.last_mode == dict.fromkeys(NAMES, TRACKED)
+
+    gone = _without(renderer, render_moving_scene(renderer, objects, 2), objects, keep=1)
+    poses = {p.name for p in tracker.track(gone.rgb, gone.K, stamp=2 / RATE)}
+    assert poses == {second} and tracker.last_mode == {second: TRACKED}
+
+    back = render_moving_scene(renderer, objects, 3, metres_per_frame=0.02)  # moved meanwhile
+    poses = {p.name: p for p in tracker.track(back.rgb, back.K, stamp=3 / RATE)}
+    assert sorted(poses) == sorted(NAMES)
+    assert tracker.last_mode == {first: SEARCHED, second: TRACKED}
+    translation, angle = _errors(poses[first], back.poses[0])
+    assert translation < 0.01 and angle < 5.0
+
+
+def _without(renderer, scene, objects, keep: int):
+    """`scene` rendered again with only object `keep` (the other has left the view)."""
+    size = scene.rgb.shape[1], scene.rgb.shape[0]
+    view = renderer.render([objects[keep]], [scene.poses[keep]], scene.K, size)
+    rgb = np.where(view.labels[..., None] > 0, view.rgb, photo_background(size))
+    return dataclasses.replace(scene, rgb=rgb, view=view)
+
+
+def test_the_estimator_window_keeps_keypoints_inside_and_in_image_pixels(
+    renderer, objects, estimator
+):
+    scene = render_moving_scene(renderer, objects, 0)
+    ys, xs = np.nonzero(scene.view.labels == 1)
+    roi = (int(xs.min()) - 8, int(ys.min()) - 8, int(xs.max()) + 9, int(ys.max()) + 9)
+    frame = estimator.prepare(scene.rgb, scene.K, roi=roi)
+    keypoints = frame.features.keypoints
+    assert len(keypoints) > 0 and frame.features.image_size == (640, 480)
+    assert np.all((keypoints >= roi[:2]) & (keypoints < roi[2:]))
+    poses = {p.name: p for p in estimator.search(frame)}
+    assert list(poses) == [NAMES[0]]  # the other object lies outside the window
+    translation, angle = _errors(poses[NAMES[0]], scene.poses[0])
+    assert translation < 0.01 and angle < 5.0
+
+
+@pytest.mark.parametrize("roi", [(0, 0, 0, 10), (-5, 0, 10, 10), (0, 0, 641, 480), (1, 2, 3)])
+def test_a_bad_window_is_refused(estimator, roi):
+    rgb = np.zeros((480, 640, 3), np.uint8)
+    with pytest.raises(ValueError, match="roi"):
+        estimator.prepare(rgb, default_camera(), roi=roi)
+
+
+def test_templates_limit_the_search(renderer, objects, estimator):
+    scene = render_moving_scene(renderer, objects, 0)
+    found = {p.name: p for p in estimator.estimate(scene.rgb, scene.K)}
+    best = found[NAMES[0]].template
+    bank = estimator.banks[NAMES[0]]
+    far = np.argsort(bank.view_angles(*_rt(scene.poses[0])))[-4:]  # the views facing away
+    near = {p.name: p for p in estimator.estimate(scene.rgb, scene.K, templates={NAMES[0]: [best]})}
+    assert near[NAMES[0]].template == best
+    away = estimator.estimate(scene.rgb, scene.K, objects=[NAMES[0]], templates={NAMES[0]: far})
+    assert all(p.template in far for p in away)
+    assert not any(_errors(p, scene.poses[0])[1] < 5.0 for p in away)
+
+
+def _rt(T):
+    return T[:3, :3], T[:3, 3]
+
+
+def _pose(t, degrees=0.0) -> ObjectPose:
+    R = Rotation.from_euler("z", degrees, degrees=True).as_matrix()
+    return ObjectPose("box", R, np.asarray(t, float), 1.0, 50, np.zeros((50, 2)), 0, False)
+
+
+def test_the_filter_smooths_small_motion_and_follows_a_jump():
+    pose_filter = PoseFilter(PoseFilterConfig(enabled=True, weight=0.5, jump_metres=0.03))
+    first = pose_filter.update(_pose([0.0, 0.0, 0.5]))
+    np.testing.assert_allclose(first.t, [0.0, 0.0, 0.5])
+    smoothed = pose_filter.update(_pose([0.01, 0.0, 0.5], degrees=4.0))
+    np.testing.assert_allclose(smoothed.t, [0.005, 0.0, 0.5])
+    angle = np.degrees(Rotation.from_matrix(smoothed.R).magnitude())
+    assert angle == pytest.approx(2.0)
+    jumped = pose_filter.update(_pose([0.2, 0.0, 0.5], degrees=90.0))
+    np.testing.assert_allclose(jumped.t, [0.2, 0.0, 0.5])  # no lag after a jump
+    np.testing.assert_allclose(jumped.R, _pose([0, 0, 0], degrees=90.0).R, atol=1e-12)
+
+
+def test_the_filter_is_off_by_default():
+    pose_filter = PoseFilter(PoseFilterConfig())
+    pose_filter.update(_pose([0.0, 0.0, 0.5]))
+    assert pose_filter.update(_pose([0.01, 0.0, 0.5])).t[0] == 0.01
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [
+        TrackingConfig(full_search_frames=-1),
+        TrackingConfig(view_degrees=0),
+        TrackingConfig(box_margin=-0.1),
+        TrackingConfig(filter=PoseFilterConfig(weight=0.0)),
+    ],
+)
+def test_invalid_tracking_settings_are_refused(estimator, conf):
+    with pytest.raises(ValueError):
+        Tracker(estimator, conf)
