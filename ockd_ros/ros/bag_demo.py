@@ -35,6 +35,7 @@ from ockd_ros.bags import (
     stamp_ns,
 )
 from ockd_ros.eval.metrics import adds_error
+from ockd_ros.features import BACKENDS
 from ockd_ros.meshes import load_object
 from ockd_ros.pose import default_config
 from ockd_ros.ros.peer import CameraPublisher, Peer
@@ -154,7 +155,7 @@ def cli(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
     parser.add_argument("--backends", nargs="+", default=list(BagDemoConfig.backends),
-                        choices=("ockd", "sift"))  # fmt: skip
+                        choices=sorted(BACKENDS))  # fmt: skip
     parser.add_argument("--frames", type=int, default=BagDemoConfig.frames)
     parser.add_argument("--rate", type=float, default=BagDemoConfig.rate)
     args = parser.parse_args(argv)
