@@ -7,6 +7,7 @@ Pure Python core: no ROS import. The ROS node, the evaluators and the benchmarks
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -142,6 +143,19 @@ class ObjectPose:
 
 
 @dataclass
+class PreparedFrame:
+    """An image ready to be searched: features (keypoints in image pixels), the grey image for
+    the colour check (None when it is off), K, D, the image's H×W and the extraction time."""
+
+    features: Features
+    grey: GreyFrame | None
+    K: np.ndarray
+    D: np.ndarray | None
+    shape: tuple[int, int]
+    extract_seconds: float
+
+
+@dataclass
 class EstimateTiming:
     """Seconds spent in each step of one `estimate` call (per-object steps summed)."""
 
@@ -202,54 +216,87 @@ class Estimator:
         D: np.ndarray | None = None,
         objects: Sequence[str] | None = None,
         regions: Mapping[str, np.ndarray] | None = None,
+        templates: Mapping[str, Sequence[int]] | None = None,
+        roi: tuple[int, int, int, int] | None = None,
     ) -> list[ObjectPose]:
         """Poses of the `objects` (names; None: all) found in an H×W×3 uint8 RGB image.
 
         K: 3×3 intrinsics of the image; D: OpenCV distortion coefficients or None.
         regions: per object name, an H×W bool mask of where to look for it (from a detector or
-        segmenter, say); objects without one are looked for everywhere. Objects not found are
-        left out; `last_status` gives each object's outcome (FOUND, FEW_KEYPOINTS, NO_POSE),
-        `last_timing` where the time went.
-        Raises `ValueError` for a malformed image, K, D or region, or an unknown object name.
+        segmenter, say); objects without one are looked for everywhere.
+        templates: per object name, the only templates to match (all of them, no shortlist):
+        those near a known view, say. roi: (x0, y0, x1, y1) pixels, features are extracted in
+        this window only (cheaper when the objects are known to lie inside it).
+        Objects not found are left out; `last_status` gives each object's outcome (FOUND,
+        FEW_KEYPOINTS, NO_POSE), `last_timing` where the time went.
+        Raises `ValueError` for a malformed image, K, D, region or roi, or an unknown object.
         """
+        return self.search(self.prepare(rgb, K, D, roi), objects, regions, templates)
+
+    def prepare(
+        self,
+        rgb: np.ndarray,
+        K: np.ndarray,
+        D: np.ndarray | None = None,
+        roi: tuple[int, int, int, int] | None = None,
+    ) -> PreparedFrame:
+        """The image's features (in `roi` only, when given), once for any number of searches."""
         start = time.perf_counter()
         check_image(rgb)
         K = check_intrinsics(K)
         D = check_distortion(D)
+        height, width = rgb.shape[:2]
+        if roi is None:
+            features = self.extractor.extract(rgb)
+        else:
+            x0, y0, x1, y1 = _check_roi(roi, (height, width))
+            window = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+            features = self.extractor.extract(window).in_image(x0, y0, (width, height))
+        grey = None
+        if self.conf.flips.enabled:
+            grey = GreyFrame(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), K, D)
+        return PreparedFrame(features, grey, K, D, (height, width), time.perf_counter() - start)
+
+    def search(
+        self,
+        frame: PreparedFrame,
+        objects: Sequence[str] | None = None,
+        regions: Mapping[str, np.ndarray] | None = None,
+        templates: Mapping[str, Sequence[int]] | None = None,
+    ) -> list[ObjectPose]:
+        """`estimate` on a prepared frame: its features are reused, not extracted again."""
+        start = time.perf_counter()
         names = list(self.objects) if objects is None else list(objects)
         unknown = sorted(set(names) - set(self.objects))
         if unknown:
             raise ValueError(
                 f"unknown objects {unknown}; this estimator knows {list(self.objects)}"
             )
-        regions = _check_regions(regions or {}, names, rgb.shape[:2])
-        timing = EstimateTiming()
-        features = self.extractor.extract(rgb)
-        grey = None
-        if self.conf.flips.enabled:
-            grey = GreyFrame(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), K, D)
-        timing.extract = time.perf_counter() - start
+        regions = _check_regions(regions or {}, names, frame.shape)
+        templates = templates or {}
+        timing = EstimateTiming(extract=frame.extract_seconds)
         self.last_status = {}
         found = []
         for name in names:
-            pose = self._estimate_object(name, features, regions.get(name), grey, K, D, timing)
+            pose = self._estimate_object(
+                name, frame, regions.get(name), templates.get(name), timing
+            )
             if pose is not None:
                 found.append(pose)
-        timing.total = time.perf_counter() - start
+        timing.total = frame.extract_seconds + time.perf_counter() - start
         self.last_timing = timing
         return found
 
     def _estimate_object(
         self,
         name: str,
-        features: Features,
+        frame: PreparedFrame,
         region: np.ndarray | None,
-        grey: GreyFrame | None,
-        K: np.ndarray,
-        D,
+        candidates: Sequence[int] | None,
         timing: EstimateTiming,
     ) -> ObjectPose | None:
         bank = self.banks[name]
+        features, grey, K, D = frame.features, frame.grey, frame.K, frame.D
         step = time.perf_counter()
         selected = select_object(features, bank.inter_mean, self._mask_threshold())
         if region is not None:
@@ -260,11 +307,16 @@ class Estimator:
         if len(selected) < self.conf.pnp.min_inliers:
             self.last_status[name] = FEW_KEYPOINTS
             return None
+        matching = self.conf.matching
+        if candidates is not None:  # a few known templates: matched in full, no shortlist
+            matching = dataclasses.replace(matching, shortlist=0, preselect=0)
+            candidates = np.asarray(candidates, dtype=np.int64)
         matches = match_templates(
             features.desc_intra[selected],
             self._bank_desc[name],
-            self.conf.matching,
+            matching,
             features.keypoints[selected],
+            candidates,
         )
         templates = matches.best_templates(self.conf.matching.top_templates, bank.num_templates)
         now = time.perf_counter()
@@ -381,6 +433,17 @@ def _check_regions(
             raise ValueError(f"region of {name} is {region.shape}, the image {shape}")
         checked[name] = region.astype(bool, copy=False)
     return checked
+
+
+def _check_roi(roi: Sequence[int], shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """`roi` as ints (x0, y0, x1, y1) inside an image of `shape`, with some area."""
+    if len(roi) != 4:
+        raise ValueError(f"roi must be (x0, y0, x1, y1), got {roi}")
+    x0, y0, x1, y1 = (int(v) for v in roi)
+    height, width = shape
+    if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+        raise ValueError(f"roi {roi} is empty or outside the {width}×{height} image")
+    return x0, y0, x1, y1
 
 
 def _cache_dir(setting: str | None) -> Path | None:
