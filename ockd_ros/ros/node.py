@@ -27,6 +27,7 @@ from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
@@ -44,7 +45,13 @@ from ockd_ros.meshes import load_object, resolve_object
 from ockd_ros.pose.estimator import Estimator, ObjectPose, default_config
 from ockd_ros.ros.frame_slot import LatestFrameSlot
 from ockd_ros.ros.messages import diagnostics, object_markers, pose_stamped, rgb_to_image_msg
-from ockd_ros.ros.parameters import PARAMETERS_BY_NAME, declare_parameters, validate
+from ockd_ros.ros.parameters import (
+    PARAMETERS_BY_NAME,
+    declare_parameters,
+    object_names,
+    pose_topic,
+    validate,
+)
 from ockd_ros.visualize import caption, draw_pose, object_color
 
 NODE_NAME = "ockd_pose_node"
@@ -75,7 +82,8 @@ class PoseNode(Node):
         self._colors: dict[str, tuple[int, int, int]] = {}
         self._estimator_lock = threading.Lock()
         self._camera_infos: dict[str, CameraInfo] = {}
-        self._pose_publishers: dict[str, object] = {}
+        self._pose_publishers: dict[str, Publisher] = {}
+        self._pose_publishers_lock = threading.Lock()
         self._shown: set[str] = set()
         self._durations: deque[float] = deque(maxlen=30)
         self._last_done = time.monotonic()
@@ -93,6 +101,7 @@ class PoseNode(Node):
         else:
             self.create_subscription(Image, "image", self._slot.put, qos)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
+        self._update_pose_publishers()
         self._markers_pub = self.create_publisher(MarkerArray, "object_markers", 10)
         self._debug_pub = self.create_publisher(Image, "debug_image", 1)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -118,6 +127,21 @@ class PoseNode(Node):
         if any(parameter.rebuilds for parameter in declared):
             with self._estimator_lock:
                 self._estimator = None  # rebuilt with the new values before the next frame
+        if any(parameter.name == "objects" for parameter in declared):
+            self._update_pose_publishers()
+
+    def _update_pose_publishers(self) -> None:
+        """One pose publisher per configured object, made as soon as the object is configured
+        and not at its first detection: a subscriber that connects meanwhile gets every pose."""
+        names = object_names(self._param("objects"))
+        with self._pose_publishers_lock:
+            for name in set(self._pose_publishers) - set(names):
+                self.destroy_publisher(self._pose_publishers.pop(name))
+            for name in names:
+                if name not in self._pose_publishers:
+                    self._pose_publishers[name] = self.create_publisher(
+                        PoseStamped, pose_topic(name), 10
+                    )
 
     def _current_estimator(self) -> Estimator:
         with self._estimator_lock:
@@ -234,8 +258,11 @@ class PoseNode(Node):
         return resized, intrinsics.scaled((width, height))
 
     def _publish(self, header, poses: list[ObjectPose], rgb, intrinsics, estimator) -> None:
-        for pose in poses:
-            self._pose_publisher(pose.name).publish(pose_stamped(pose, header))
+        with self._pose_publishers_lock:
+            for pose in poses:
+                # None: the object left `objects` while this frame was being processed
+                if (publisher := self._pose_publishers.get(pose.name)) is not None:
+                    publisher.publish(pose_stamped(pose, header))
         found = {pose.name for pose in poses}
         self._markers_pub.publish(
             object_markers(
@@ -257,13 +284,6 @@ class PoseNode(Node):
             )
         timing = estimator.last_timing
         return caption(canvas, f"{len(poses)} found, {1000 * timing.total:.0f} ms")
-
-    def _pose_publisher(self, name: str):
-        if name not in self._pose_publishers:
-            self._pose_publishers[name] = self.create_publisher(
-                PoseStamped, f"object_poses/{name}", 10
-            )
-        return self._pose_publishers[name]
 
     def _publish_diagnostics(self) -> None:
         idle = time.monotonic() - self._last_done

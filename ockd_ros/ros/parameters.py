@@ -14,12 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.exceptions import (
+    InvalidParameterTypeException,
+    InvalidParameterValueException,
+    InvalidTopicNameException,
+)
 from rclpy.node import Node
+from rclpy.validate_topic_name import validate_topic_name
 
 from ockd_ros.features import BACKENDS
 from ockd_ros.geometry import UNIT_SCALE
-from ockd_ros.meshes import HOPE_OBJECTS, MESH_SUFFIXES
+from ockd_ros.meshes import HOPE_OBJECTS, MESH_SUFFIXES, resolve_object
 
 QOS_CHOICES = ("sensor_data", "reliable")
 INT_MAX = 2**31 - 1  # an integer range needs an upper end; this one means "no limit"
@@ -77,9 +82,24 @@ def _objects(value: list[str]) -> str | None:
             return f"mesh file not found: {entry}"
         if not is_mesh and entry not in HOPE_OBJECTS:
             return f"{entry!r} is neither a mesh file nor a default object {list(HOPE_OBJECTS)}"
-    if len(set(value)) != len(value):
-        return "lists an object twice"
+    names = object_names(value)
+    if len(set(names)) != len(names):  # two mesh files of one stem would share a pose topic
+        return f"names an object twice: {names}"
+    for name in names:
+        try:
+            validate_topic_name(pose_topic(name))
+        except InvalidTopicNameException as error:
+            return f"gives the object {name!r}, whose pose topic is not a ROS name: {error}"
     return None
+
+
+def object_names(entries: list[str]) -> list[str]:
+    """The names poses are published under: a default object's name, a mesh file's stem."""
+    return [resolve_object(entry).name for entry in entries]
+
+
+def pose_topic(name: str) -> str:
+    return f"object_poses/{name}"
 
 
 PARAMETERS = (
