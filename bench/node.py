@@ -28,6 +28,7 @@ from ockd_ros.bags import stamp_ns
 from ockd_ros.meshes import load_object
 from ockd_ros.pose import Estimator, default_config
 from ockd_ros.render import Renderer
+from ockd_ros.ros.domain import private_domain
 from ockd_ros.ros.peer import CameraPublisher, Peer
 from ockd_ros.samples import render_sample_scene
 
@@ -36,7 +37,7 @@ FRAME_ID = "camera_optical_frame"
 
 
 def main(args) -> None:
-    os.environ.setdefault("ROS_DOMAIN_ID", str(150 + os.getpid() % 50))
+    os.environ["ROS_DOMAIN_ID"] = str(private_domain("bench"))
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     obj = load_object(OBJECT)
     with Renderer() as renderer:

@@ -7,8 +7,11 @@ import os
 import numpy as np
 import pytest
 
-# A domain of our own per test run, discovery kept on this machine: parallel runs never cross-talk.
-os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+from ockd_ros.ros.domain import private_domain
+
+# A domain of our own per test run (held until pytest exits), discovery kept on this machine:
+# parallel runs never cross-talk. The node subprocesses inherit both.
+os.environ["ROS_DOMAIN_ID"] = str(private_domain("test"))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 

@@ -3,6 +3,8 @@ loopback with a private ROS_DOMAIN_ID, rendered frames of default objects at kno
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import cv2
@@ -22,6 +24,7 @@ from ockd_ros.bags import pose_from_message
 from ockd_ros.camera_messages import image_message_to_rgb
 from ockd_ros.meshes import load_object
 from ockd_ros.render import Renderer
+from ockd_ros.ros import domain
 from ockd_ros.samples import render_sample_scene
 from test.ros_harness import NodeProcess, TestPeer
 
@@ -400,3 +403,25 @@ def test_invalid_parameters_at_start_exit_with_every_reason(tmp_path):
         assert "templates_per_object out of range" in node.log()  # rclpy's range check
     finally:
         node.stop()
+
+
+# The private DDS domain each test run, demo and benchmark claims (ockd_ros.ros.domain).
+def test_a_claimed_domain_is_held_until_exit_and_running_out_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(domain, "LOCK_DIR", tmp_path)  # locks of this test alone
+    monkeypatch.setitem(domain.DOMAIN_RANGES, "bench", range(90, 92))
+    claim_in_another_process = (
+        "import pathlib, ockd_ros.ros.domain as domain\n"
+        f"domain.LOCK_DIR = pathlib.Path({str(tmp_path)!r})\n"
+        "domain.DOMAIN_RANGES['bench'] = range(90, 92)\n"
+        "print(domain.claim_domain('bench'))\n"
+    )
+
+    def claimed_by_another_process() -> int:
+        command = [sys.executable, "-c", claim_in_another_process]
+        return int(subprocess.run(command, capture_output=True, check=True, text=True).stdout)
+
+    assert domain.claim_domain("bench") == 90  # held by this process from now on
+    assert claimed_by_another_process() == 91  # which released it when it exited
+    assert domain.claim_domain("bench") == 91
+    with pytest.raises(RuntimeError, match=r"all ROS domains for bench \(90–91\) are taken"):
+        domain.claim_domain("bench")

@@ -38,6 +38,7 @@ from ockd_ros.eval.metrics import adds_error
 from ockd_ros.features import BACKENDS
 from ockd_ros.meshes import load_object
 from ockd_ros.pose import default_config
+from ockd_ros.ros.domain import private_domain
 from ockd_ros.ros.peer import CameraPublisher, Peer
 
 READY_TIMEOUT = 600.0  # seconds: a first run builds the template banks
@@ -82,7 +83,7 @@ def main(conf: BagDemoConfig, out_dir: Path) -> Path:
 def _play_through_node(conf: BagDemoConfig, backend: str, bag: Path, log_path: Path):
     """Publish the bag into a node subprocess; returns received poses and publish times."""
     env = os.environ | {
-        "ROS_DOMAIN_ID": os.environ.get("ROS_DOMAIN_ID", str(100 + os.getpid() % 100)),
+        "ROS_DOMAIN_ID": str(private_domain("demo")),
         "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
         "RCUTILS_LOGGING_BUFFERED_STREAM": "0",
     }
