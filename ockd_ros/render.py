@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ockd_ros.geometry import check_intrinsics
+from ockd_ros.geometry import check_intrinsics, look_at
 from ockd_ros.meshes import ObjectMesh
 
 # pyrender's camera looks down -z with y up; ours looks down +z with y down.
@@ -242,16 +242,11 @@ def _stable_osmesa_context_handle() -> None:
 def _light_pose(direction_cam: Sequence[float]) -> np.ndarray:
     """Pose of a pyrender directional light (it shines along its -z) in the OpenGL camera frame."""
     d = OPENCV_TO_OPENGL[:3, :3] @ np.asarray(direction_cam, dtype=np.float64)
-    norm = np.linalg.norm(d)
-    if norm < 1e-9:
+    if np.linalg.norm(d) < 1e-9:
         raise ValueError("light direction must be non-zero")
-    z = -d / norm
-    helper = np.array([0.0, 1.0, 0.0]) if abs(z[1]) < 0.9 else np.array([1.0, 0.0, 0.0])
-    x = np.cross(helper, z)
-    x /= np.linalg.norm(x)
-    pose = np.eye(4)
-    pose[:3, :3] = np.stack([x, np.cross(z, x), z], axis=1)
-    return pose
+    # A light at the origin looking against its direction has its -z along it; the roll about
+    # that axis, which look_at picks, does not change a directional light.
+    return look_at(np.zeros(3), -d)
 
 
 def _check_size(size: tuple[int, int]) -> tuple[int, int]:
