@@ -1,19 +1,24 @@
-"""Build ROS messages from numpy results: images, poses, RViz markers, diagnostics."""
+"""Build ROS messages from numpy results: images, poses, RViz markers, diagnostics.
+
+Images, CameraInfo and poses take their fields from `ockd_ros.message_fields`, where the bag
+tools take theirs.
+"""
 
 from __future__ import annotations
 
+import array
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Pose, PoseStamped
-from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from ockd_ros.geometry import backproject
 from ockd_ros.meshes import ObjectMesh
+from ockd_ros.message_fields import camera_info_fields, image_fields, pose_fields
 from ockd_ros.pose.estimator import ObjectPose
 
 # Marker ids inside each object's namespace.
@@ -23,33 +28,37 @@ AXIS_COLORS = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
 
 def rgb_to_image_msg(rgb: np.ndarray, header: Header) -> Image:
     """A sensor_msgs/Image (rgb8) of an H×W×3 uint8 array, stamped with `header`."""
-    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"expected an H×W×3 uint8 image, got {rgb.dtype} {rgb.shape}")
-    msg = Image()
-    msg.header = header
-    msg.height, msg.width = rgb.shape[:2]
-    msg.encoding = "rgb8"
-    msg.is_bigendian = 0
-    msg.step = rgb.shape[1] * 3
-    msg.data = np.ascontiguousarray(rgb).tobytes()
-    return msg
+    return _filled(Image(header=header), image_fields(rgb))
 
 
 def pose_msg(R: np.ndarray, t: np.ndarray) -> Pose:
     """geometry_msgs/Pose of a rotation matrix and translation (metres)."""
-    x, y, z, w = Rotation.from_matrix(R).as_quat()
-    pose = Pose()
-    pose.position.x, pose.position.y, pose.position.z = (float(v) for v in t)
-    pose.orientation.x, pose.orientation.y = float(x), float(y)
-    pose.orientation.z, pose.orientation.w = float(z), float(w)
-    return pose
+    return _filled(Pose(), pose_fields(R, t))
 
 
 def pose_stamped(pose: ObjectPose, header: Header) -> PoseStamped:
     """The object frame in the camera optical frame of `header`."""
-    msg = PoseStamped()
-    msg.header = header
-    msg.pose = pose_msg(pose.R, pose.t)
+    return PoseStamped(header=header, pose=pose_msg(pose.R, pose.t))
+
+
+def camera_info_msg(K: np.ndarray, size: tuple[int, int], header: Header, D=None) -> CameraInfo:
+    """A sensor_msgs/CameraInfo of pinhole K (3×3) for an image of `size` (width, height)."""
+    return _filled(CameraInfo(header=header), camera_info_fields(K, size, D))
+
+
+def _filled(msg, fields: dict):
+    """`msg` with `fields` (nested dicts from `message_fields`) set. rclpy stores a sequence
+    field as an array.array, which it takes without checking each element: an image's bytes
+    go in at once."""
+    types = msg.get_fields_and_field_types()
+    for name, value in fields.items():
+        if isinstance(value, dict):
+            _filled(getattr(msg, name), value)
+        elif isinstance(value, np.ndarray) and types[name].startswith("sequence<"):
+            # numpy's type characters are the array module's: 'B' for uint8, 'd' for float64
+            setattr(msg, name, array.array(value.dtype.char, value.tobytes()))
+        else:
+            setattr(msg, name, value)
     return msg
 
 
@@ -141,14 +150,3 @@ def diagnostics(
     status = DiagnosticStatus(level=level, name=name, message=message, hardware_id="camera")
     status.values = [KeyValue(key=key, value=str(value)) for key, value in values.items()]
     return DiagnosticArray(header=header, status=[status])
-
-
-def camera_info_msg(K: np.ndarray, size: tuple[int, int], header: Header, D=None) -> CameraInfo:
-    """A sensor_msgs/CameraInfo of pinhole K (3×3) for an image of `size` (width, height)."""
-    msg = CameraInfo(header=header, width=int(size[0]), height=int(size[1]))
-    msg.distortion_model = "plumb_bob"
-    msg.d = [float(v) for v in (np.zeros(5) if D is None or len(D) == 0 else D)]
-    msg.k = np.asarray(K, dtype=np.float64).reshape(9)
-    msg.r = np.eye(3).reshape(9)
-    msg.p = np.hstack([np.asarray(K, dtype=np.float64), np.zeros((3, 1))]).reshape(12)
-    return msg
