@@ -48,6 +48,28 @@ class CameraIntrinsics:
         K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
         return CameraIntrinsics(K, self.D, size)
 
+    def for_image(self, size: tuple[int, int]) -> CameraIntrinsics:
+        """The intrinsics of an image of `size` (width, height) that this CameraInfo describes.
+
+        A camera may publish binned or resized images with its full-resolution CameraInfo: K is
+        scaled to the image. A different aspect ratio means another image altogether, so it
+        raises `ValueError` (a frame to skip) rather than guessing.
+        """
+        if size == self.size:
+            return self
+        if abs(size[0] * self.size[1] - size[1] * self.size[0]) > max(size):
+            raise ValueError(
+                f"image is {size[0]}×{size[1]} but CameraInfo describes "
+                f"{self.size[0]}×{self.size[1]} (different aspect ratio)"
+            )
+        return self.scaled(size)
+
+    @property
+    def distortion(self) -> np.ndarray | None:
+        """D as the estimator takes it: None for a camera without distortion (no coefficients,
+        or plumb_bob zeros), so that a pinhole K and a CameraInfo with D = 0 give the same poses."""
+        return self.D if self.D.size and np.any(self.D != 0) else None
+
 
 def image_message_to_rgb(msg) -> np.ndarray:
     """H×W×3 uint8 RGB from a sensor_msgs/Image (any of `ENCODINGS`; 16-bit is scaled to 8)."""
