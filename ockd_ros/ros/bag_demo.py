@@ -128,7 +128,7 @@ def _print_table(conf: BagDemoConfig, backend: str, bag: Path, received, publish
     truth: dict[str, dict[int, np.ndarray]] = {name: {} for name in conf.objects}
     with BagSource(bag) as source:
         for frame in source.frames():
-            for name, T in frame.ground_truth.items():
+            for name, T in frame.ground_truth:
                 truth.setdefault(name, {})[frame.stamp] = T
     print(f"\n{len(published)} frames played at {conf.rate:g} Hz into the node ({backend})")
     print(f"{'object':<22}{'visible':>8}{'found':>7}{'ADD-S mm':>10}{'<0.1d':>7}{'latency ms':>12}")
