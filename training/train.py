@@ -91,7 +91,10 @@ def main(conf: TrainConfig, data_dir: Path, out_dir: Path, resume: bool = False)
     device = _device_for_rank(conf.device, distributed)
     if conf.threads:
         torch.set_num_threads(conf.threads)
-    torch.manual_seed(conf.seed + rank)
+    # The same seeds on every rank: ranks hold different samples (DistributedSampler), each
+    # augmented from its own index, so their draws differ where their data do, and ranks given
+    # the same batch take the same step (test/training/test_torchrun.py checks it).
+    torch.manual_seed(conf.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     train_set = TrainingPairs(data_dir, conf.data, conf.augment, split="train", seed=conf.seed)
@@ -102,10 +105,17 @@ def main(conf: TrainConfig, data_dir: Path, out_dir: Path, resume: bool = False)
     if rank == 0:
         for name in ("log.csv", "validation.csv"):  # rows logged after the checkpoint are redone
             _CsvLog(out_dir / name).drop_after(step)
-    trained = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+    # No collective in forward (buffers are synced once, at start): a rank whose batch has no
+    # I0 render runs the network once where the others run it twice; only backward must be in
+    # step. BatchNorm statistics are rank 0's either way: it alone validates and saves them.
+    trained = (
+        torch.nn.parallel.DistributedDataParallel(model, forward_sync_buffers=False)
+        if distributed
+        else model
+    )
 
     loader = _loader(train_set, conf, distributed, step)
-    generator = torch.Generator().manual_seed(conf.seed * 1000 + rank + step)
+    generator = torch.Generator().manual_seed(conf.seed * 1000 + step)
     progress = tqdm(total=conf.steps, initial=step, disable=rank != 0, desc="train", unit="step")
     bad_steps = 0
     log = _CsvLog(out_dir / "log.csv") if rank == 0 else None
@@ -118,6 +128,8 @@ def main(conf: TrainConfig, data_dir: Path, out_dir: Path, resume: bool = False)
         _train_mode(trained, model, conf)
         terms = compute_losses(trained, batch, conf.loss, generator)
         problem = _unusable(terms)
+        if distributed:
+            problem = _unusable_on_any_rank(problem, device)
         if problem:
             bad_steps += 1
             LOG.warning("step %d: %s, batch skipped", step, problem)
@@ -157,6 +169,20 @@ def _unusable(terms: dict[str, torch.Tensor] | None) -> str | None:
     if not torch.isfinite(terms["total"]):
         return f"non-finite loss ({_format(terms)})"
     return None
+
+
+def _unusable_on_any_rank(problem: str | None, device: torch.device) -> str | None:
+    """Why this step is skipped on every rank, or None.
+
+    Backward is a collective under DDP: a rank that skipped alone would leave the others
+    waiting for its gradients, or pair its next ones with theirs, so one rank's unusable batch
+    skips the step everywhere.
+    """
+    unusable = torch.tensor([problem is not None], dtype=torch.int32, device=device)
+    dist.all_reduce(unusable, op=dist.ReduceOp.MAX)
+    if problem is None and unusable.item():
+        return "another rank's batch is unusable"
+    return problem
 
 
 def _init_distributed() -> bool:
