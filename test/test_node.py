@@ -34,8 +34,9 @@ OBJECT = "cream_cheese"  # a printed box: textured enough for the SIFT backend
 FRAME_ID = "test_camera_optical_frame"
 ANSWER_TIMEOUT = 60.0  # one frame through the node on a loaded machine
 SIZE = (640, 480)
-# Reliable: a test that waits for the answer to a frame must not lose the frame (best-effort
-# 900 kB images were lost under load); the burst test streams the best-effort default.
+# Reliable: a test that waits for the answer to a frame must not lose it. Best effort lost every
+# 900 kB image for 30 s at a time on a loaded machine (fragments dropped while the receiving
+# process waited for a CPU); test_the_default_qos_takes_a_best_effort_camera covers best effort.
 RELIABLE = QoSProfile(depth=5)
 NODE_PARAMETERS = {
     "backend": "sift",
@@ -191,14 +192,6 @@ class Link:
             return self._pose_stamped(stamp)
         raise AssertionError(self._failure(f"no pose for stamp {stamp}"))
 
-    def pose_for(self, stamp: int, image: Image, info: CameraInfo, timeout=30.0) -> PoseStamped:
-        """Send (best effort may lose a frame) until the pose stamped `stamp` arrives."""
-        for _ in range(int(timeout)):
-            self.send(image, info)
-            if self.peer.spin_until(lambda: self._pose_stamped(stamp), 1):
-                return self._pose_stamped(stamp)
-        raise AssertionError(self._failure(f"no pose for stamp {stamp}"))
-
     def _pose_stamped(self, stamp: int) -> PoseStamped | None:
         return next((pose for pose in self.poses if pose.header.stamp.sec == stamp), None)
 
@@ -312,12 +305,18 @@ def _diagnostic(link: Link, key: str) -> int:
     return int(_diagnostic_values(link.diagnostics[-1])[key])
 
 
-# A camera's stream: the default best-effort QoS.
+# Cameras publish best effort: the node's default QoS must match such a publisher. CameraInfo is
+# small enough to get through best effort on a loaded machine; whole images are not (RELIABLE).
 @pytest.mark.parametrize("node", [{"qos": "sensor_data"}], indirect=True)
+def test_the_default_qos_takes_a_best_effort_camera(peer, node, scene):
+    link = Link(peer, node, qos_profile_sensor_data)  # ready: every topic matched
+    link.deliver_camera_info(_camera_info(scene.K))
+
+
 def test_a_burst_at_30_hz_is_absorbed_by_dropping_frames(peer, node, scene):
-    link = Link(peer, node, qos_profile_sensor_data)
+    link = Link(peer, node)
     info = _camera_info(scene.K)
-    link.pose_for(40, _image_msg(scene.rgb, 40), info)  # warm: first frames allocate
+    link.answer(_image_msg(scene.rgb, 40), info)  # warm: first frames allocate
     before = _rss_mb(node.process.pid)
     frames = [_image_msg(scene.rgb, 100 + i) for i in range(200)]
     start = time.monotonic()
