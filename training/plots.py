@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
-LOSS_TERMS = ("total", "intra", "inter", "repeatability", "intra_nce", "inter_nce")
+LOSS_TERMS = ("total", "intra", "inter", "template", "repeatability", "intra_nce", "inter_nce")
 
 
 def _columns(path: Path) -> dict[str, list[float]]:

@@ -41,8 +41,10 @@ from ockd_ros.camera_messages import (
     image_message_to_rgb,
 )
 from ockd_ros.config import merge_config
+from ockd_ros.features import takes_device
 from ockd_ros.meshes import load_object, resolve_object
-from ockd_ros.pose.estimator import Estimator, ObjectPose, default_config
+from ockd_ros.pose.estimator import EstimateTiming, Estimator, ObjectPose, default_config
+from ockd_ros.pose.tracking import TRACKED, PoseFilter, PoseFilterConfig, Tracker, TrackingConfig
 from ockd_ros.ros.frame_slot import LatestFrameSlot
 from ockd_ros.ros.messages import diagnostics, object_markers, pose_stamped, rgb_to_image_msg
 from ockd_ros.ros.parameters import (
@@ -78,7 +80,7 @@ class PoseNode(Node):
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._parameters_changed)
 
-        self._estimator: Estimator | None = None
+        self._tracker: Tracker | None = None
         self._colors: dict[str, tuple[int, int, int]] = {}
         self._estimator_lock = threading.Lock()
         self._camera_infos: dict[str, CameraInfo] = {}
@@ -89,6 +91,7 @@ class PoseNode(Node):
         self._last_done = time.monotonic()
         self.frames_processed = 0
         self._found_last = 0
+        self._tracked_last = 0
 
         qos = (
             qos_profile_sensor_data if self._param("qos") == "sensor_data" else QoSProfile(depth=5)
@@ -126,7 +129,11 @@ class PoseNode(Node):
         declared = [PARAMETERS_BY_NAME[p.name] for p in parameters if p.name in PARAMETERS_BY_NAME]
         if any(parameter.rebuilds for parameter in declared):
             with self._estimator_lock:
-                self._estimator = None  # rebuilt with the new values before the next frame
+                self._tracker = None  # rebuilt with the new values before the next frame
+        if any(parameter.name.startswith("pose_filter") for parameter in declared):
+            with self._estimator_lock:
+                if self._tracker is not None:
+                    self._tracker.filter = PoseFilter(self._pose_filter_config())
         if any(parameter.name == "objects" for parameter in declared):
             self._update_pose_publishers()
 
@@ -143,11 +150,25 @@ class PoseNode(Node):
                         PoseStamped, pose_topic(name), 10
                     )
 
-    def _current_estimator(self) -> Estimator:
+    def _current_tracker(self) -> Tracker:
         with self._estimator_lock:
-            if self._estimator is None:
-                self._estimator = self._build_estimator()
-            return self._estimator
+            if self._tracker is None:
+                estimator = self._build_estimator()
+                self._tracker = Tracker(estimator, self._tracking_config())
+            return self._tracker
+
+    def _tracking_config(self) -> TrackingConfig:
+        return TrackingConfig(
+            enabled=self._param("tracking"),
+            full_search_frames=self._param("full_search_frames"),
+            full_search_seconds=float(self._param("full_search_seconds")),
+            filter=self._pose_filter_config(),
+        )
+
+    def _pose_filter_config(self) -> PoseFilterConfig:
+        return PoseFilterConfig(
+            enabled=self._param("pose_filter"), weight=float(self._param("pose_filter_weight"))
+        )
 
     def _build_estimator(self) -> Estimator:
         start = time.perf_counter()
@@ -155,12 +176,13 @@ class PoseNode(Node):
         objects = [load_object(resolve_object(entry, units)) for entry in self._param("objects")]
         backend = self._param("backend")
         features = {}  # SIFT keeps its own defaults: the baseline as every evaluation runs it
+        if takes_device(backend):
+            features["device"] = self._param("device")
         if backend == "ockd":
-            features = {
+            features |= {
                 "grid_stride": self._param("grid_stride"),
                 "r_thr": float(self._param("r_thr")),
                 "max_keypoints": self._param("max_keypoints"),
-                "device": self._param("device"),
                 "checkpoint": self._param("checkpoint") or None,
             }
         overrides = {
@@ -188,7 +210,7 @@ class PoseNode(Node):
 
     def _run(self) -> None:
         try:
-            self._current_estimator()  # template banks before the first frame, not during it
+            self._current_tracker()  # template banks before the first frame, not during it
         except Exception as error:  # retried on the next frame; the node stays up
             self.get_logger().error(f"cannot build the estimator: {error}")
         while (msg := self._slot.take()) is not None:
@@ -215,15 +237,8 @@ class PoseNode(Node):
                 f"{self.resolve_topic_name('camera_info')} (received: {known})"
             )
         intrinsics = camera_info_to_intrinsics(info, rectified=self._param("rectified"))
-        if intrinsics.size == size:
-            return intrinsics
-        # A camera may publish binned or resized images with the full-resolution CameraInfo.
-        if abs(size[0] * intrinsics.size[1] - size[1] * intrinsics.size[0]) > max(size):
-            raise FrameSkipError(
-                f"image is {size[0]}×{size[1]} but CameraInfo describes "
-                f"{intrinsics.size[0]}×{intrinsics.size[1]} (different aspect ratio)"
-            )
-        return intrinsics.scaled(size)
+        # the evaluators' rule too: a resized image of the same aspect scales K, another is skipped
+        return intrinsics.for_image(size)
 
     # --- processing ---------------------------------------------------------------------------
 
@@ -235,17 +250,20 @@ class PoseNode(Node):
             rgb = image_message_to_rgb(msg)
         intrinsics = self._intrinsics_for(msg.header, (rgb.shape[1], rgb.shape[0]))
         rgb, intrinsics = self._resize_for_inference(rgb, intrinsics)
-        estimator = self._current_estimator()
-        poses = estimator.estimate(rgb, intrinsics.K, intrinsics.D if intrinsics.D.size else None)
-        self._publish(msg.header, poses, rgb, intrinsics, estimator)
+        tracker = self._current_tracker()
+        estimator = tracker.estimator
+        stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+        poses = tracker.track(rgb, intrinsics.K, intrinsics.distortion, stamp=stamp)
+        self._publish(msg.header, poses, rgb, intrinsics, estimator, tracker.last_timing)
         elapsed = time.perf_counter() - start
         self._durations.append(elapsed)
         self._last_done = time.monotonic()
         self.frames_processed += 1
         self._found_last = len(poses)
+        self._tracked_last = sum(mode == TRACKED for mode in tracker.last_mode.values())
         self.get_logger().debug(
-            f"{len(poses)} of {len(estimator.objects)} objects in {1000 * elapsed:.0f} ms "
-            f"(extraction {1000 * estimator.last_timing.extract:.0f} ms), "
+            f"{len(poses)} of {len(estimator.objects)} objects ({self._tracked_last} tracked) in "
+            f"{1000 * elapsed:.0f} ms (extraction {1000 * tracker.last_timing.extract:.0f} ms), "
             f"{self._slot.dropped} frames dropped so far"
         )
 
@@ -257,7 +275,9 @@ class PoseNode(Node):
         resized = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
         return resized, intrinsics.scaled((width, height))
 
-    def _publish(self, header, poses: list[ObjectPose], rgb, intrinsics, estimator) -> None:
+    def _publish(
+        self, header, poses: list[ObjectPose], rgb, intrinsics, estimator, timing: EstimateTiming
+    ) -> None:
         with self._pose_publishers_lock:
             for pose in poses:
                 # None: the object left `objects` while this frame was being processed
@@ -271,10 +291,10 @@ class PoseNode(Node):
         )
         self._shown = found
         if self._param("publish_debug_image") or self._debug_pub.get_subscription_count() > 0:
-            overlay = self._overlay(rgb, poses, intrinsics.K, estimator)
+            overlay = self._overlay(rgb, poses, intrinsics.K, estimator, timing)
             self._debug_pub.publish(rgb_to_image_msg(overlay, header))
 
-    def _overlay(self, rgb, poses: list[ObjectPose], K, estimator: Estimator):
+    def _overlay(self, rgb, poses: list[ObjectPose], K, estimator: Estimator, timing):
         canvas = rgb.copy()
         for pose in poses:
             bounds = estimator.objects[pose.name].mesh.bounds
@@ -282,7 +302,6 @@ class PoseNode(Node):
             draw_pose(
                 canvas, K, pose.matrix, bounds, self._colors[pose.name], label, pose.keypoints
             )
-        timing = estimator.last_timing
         return caption(canvas, f"{len(poses)} found, {1000 * timing.total:.0f} ms")
 
     def _publish_diagnostics(self) -> None:
@@ -297,6 +316,7 @@ class PoseNode(Node):
             "frames_dropped": self._slot.dropped,
             "mean_processing_ms": f"{1000 * mean:.1f}",
             "objects_found_last_frame": self._found_last,
+            "objects_tracked_last_frame": self._tracked_last,
             "camera_info_frames": ",".join(sorted(self._camera_infos)),
         }
         self._diagnostics_pub.publish(

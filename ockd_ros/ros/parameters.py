@@ -59,6 +59,10 @@ def _zero_or_at_least(minimum) -> Callable[[Any], str | None]:
     return lambda value: None if value == 0 or value >= minimum else f"must be 0 or ≥ {minimum}"
 
 
+def _weight(value: float) -> str | None:
+    return None if 0.0 < value <= 1.0 else "must be in (0, 1]"
+
+
 def _device(value: str) -> str | None:
     from ockd_ros.device import resolve_device
 
@@ -109,7 +113,8 @@ PARAMETERS = (
     ),
     NodeParameter("mesh_units", "mm", "units of mesh files given by path", _one_of(UNIT_SCALE)),
     NodeParameter(
-        "backend", "ockd", "feature backend: ockd (the network) or sift", _one_of(BACKENDS)
+        "backend", "ockd", "feature backend: ockd (the network), sift (the OpenCV baseline) or "
+        "xfeat (optional extra)", _one_of(BACKENDS),
     ),
     NodeParameter(
         "checkpoint", "", "network checkpoint file; empty for the shipped default", _checkpoint
@@ -149,6 +154,26 @@ PARAMETERS = (
     NodeParameter(
         "compressed", False, "subscribe to sensor_msgs/CompressedImage on '<image>/compressed'; "
         "read-only (set at start)", read_only=True, rebuilds=False,
+    ),
+    NodeParameter(
+        "tracking", True, "look for each object around its last pose first (window and nearby "
+        "templates), in the whole frame when it is lost",
+    ),
+    NodeParameter(
+        "full_search_frames", 15, "with tracking: a full search of every object at least every "
+        "N frames (0: only when an object is lost)", at_least=0,
+    ),
+    NodeParameter(
+        "full_search_seconds", 3.0, "with tracking: a full search at least every T seconds of "
+        "image stamps (0: no time limit)", at_least=0.0,
+    ),
+    NodeParameter(
+        "pose_filter", False, "smooth the published poses (exponential average, restarted on a "
+        "jump of 3 cm or 15°, so no lag)", rebuilds=False,
+    ),
+    NodeParameter(
+        "pose_filter_weight", 0.5, "weight of the new measurement in the pose filter, (0, 1]",
+        _weight, rebuilds=False,
     ),
     NodeParameter(
         "publish_debug_image", False, "always publish the debug overlay (otherwise only while "
