@@ -8,6 +8,13 @@ meaningful today), then
    (now − its image stamp), which dropping old frames keeps bounded.
 
     python bench/node.py [--backend sift] [--frames 10] [--stream-seconds 10]
+
+With `--tracking`, instead: a moving-camera synthetic bag of three default objects (60 frames,
+`ockd-bag record-synthetic`) is played at `--rate` Hz (5) into the node with tracking off, then
+on, per backend, in one run; printed per run: frames answered (at least one pose), poses, ADD-S
+recall at 10 % of the diameter, median ADD-S and latency.
+
+    python bench/node.py --tracking [--backends ockd sift] [--rate 5]
 """
 
 from __future__ import annotations
@@ -24,10 +31,12 @@ import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rclpy.qos import QoSProfile
 
-from ockd_ros.bags import stamp_ns
+from ockd_ros.bags import SyntheticBagConfig, record_synthetic, stamp_ns
+from ockd_ros.features import BACKENDS
 from ockd_ros.meshes import load_object
 from ockd_ros.pose import Estimator, default_config
 from ockd_ros.render import Renderer
+from ockd_ros.ros.bag_demo import BagDemoConfig, node_results, play_through_node
 from ockd_ros.ros.domain import private_domain
 from ockd_ros.ros.peer import CameraPublisher, Peer
 from ockd_ros.samples import render_sample_scene
@@ -100,9 +109,44 @@ def _measure(args, scenes, log: Path):
     return latencies, ages
 
 
+def tracking_against_full(args) -> None:
+    os.environ["ROS_DOMAIN_ID"] = str(private_domain("bench"))
+    work = Path("outputs/bench_tracking")
+    bag = work / "synthetic_60"
+    conf = BagDemoConfig(frames=60, rate=args.rate)
+    if not bag.exists():
+        record_synthetic(SyntheticBagConfig(objects=conf.objects, frames=conf.frames), bag)
+    print(f"{conf.frames} frames of {', '.join(conf.objects)} at {conf.rate:g} Hz into the node")
+    print("| backend | tracking | frames answered | poses | ADD-S < 0.1d | median ADD-S mm "
+          "| latency ms |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for backend in args.backends:
+        for tracking in (False, True):
+            log = work / f"node_{backend}_{tracking}.log"
+            received, published = play_through_node(
+                conf, backend, bag, log, (f"tracking:={str(tracking).lower()}",)
+            )
+            results = node_results(conf, bag, received, published)
+            answered = {stamp_ns(msg) for poses in received.values() for msg, _ in poses}
+            poses = sum(r.found for r in results.values())
+            recall = sum(r.recall * r.found for r in results.values()) / max(poses, 1)
+            adds = np.nanmedian([r.median_adds for r in results.values()])
+            latency = np.nanmedian([r.latency_ms for r in results.values()])
+            print(f"| {backend} | {'on' if tracking else 'off'} "
+                  f"| {len(answered)}/{len(published)} ({len(answered) / len(published):.0%}) "
+                  f"| {poses} | {recall:.0%} | {1000 * adds:.1f} | {latency:.0f} |")  # fmt: skip
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="sift", choices=("ockd", "sift"))
+    parser.add_argument("--backend", default="sift", choices=sorted(BACKENDS))
     parser.add_argument("--frames", type=int, default=10)
     parser.add_argument("--stream-seconds", type=float, default=10.0)
-    main(parser.parse_args())
+    parser.add_argument("--tracking", action="store_true", help="tracking against full search")
+    parser.add_argument("--backends", nargs="+", default=["ockd", "sift"], choices=sorted(BACKENDS))
+    parser.add_argument("--rate", type=float, default=5.0, help="Hz, with --tracking")
+    args = parser.parse_args()
+    if args.tracking:
+        tracking_against_full(args)
+    else:
+        main(args)

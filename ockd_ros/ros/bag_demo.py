@@ -70,8 +70,8 @@ def main(conf: BagDemoConfig, out_dir: Path) -> Path:
             evaluation,
         )
         log_path = out_dir / f"node_{backend}.log"
-        received, published = _play_through_node(conf, backend, bag, log_path)
-        _print_table(conf, backend, bag, received, published)
+        received, published = play_through_node(conf, backend, bag, log_path)
+        _print_table(conf, backend, node_results(conf, bag, received, published), len(published))
         print(f"offline report: {offline.report}")
         overlays = sorted(evaluation.glob("*overlay*.png"))
         print(f"overlays: {', '.join(str(p) for p in overlays)}")
@@ -80,8 +80,15 @@ def main(conf: BagDemoConfig, out_dir: Path) -> Path:
     return reports[-1]
 
 
-def _play_through_node(conf: BagDemoConfig, backend: str, bag: Path, log_path: Path):
-    """Publish the bag into a node subprocess; returns received poses and publish times."""
+def play_through_node(
+    conf: BagDemoConfig,
+    backend: str,
+    bag: Path,
+    log_path: Path,
+    parameters: tuple[str, ...] = (),
+):
+    """Publish the bag into a node subprocess started with `backend` and further `parameters`
+    (`name:=value`); returns the received poses per object and the publish time per stamp."""
     env = os.environ | {
         "ROS_DOMAIN_ID": str(private_domain("demo")),
         "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
@@ -91,6 +98,8 @@ def _play_through_node(conf: BagDemoConfig, backend: str, bag: Path, log_path: P
     objects = "[" + ",".join(conf.objects) + "]"
     command = [sys.executable, "-m", "ockd_ros.ros.node", "--ros-args", "-p", f"objects:={objects}",
                "-p", f"backend:={backend}", "-p", "qos:=reliable"]  # fmt: skip
+    for parameter in parameters:
+        command += ["-p", parameter]
     with log_path.open("w") as log:
         node = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
@@ -124,14 +133,25 @@ def _publish_bag(conf: BagDemoConfig, bag: Path, node: subprocess.Popen, log_pat
     return received, published
 
 
-def _print_table(conf: BagDemoConfig, backend: str, bag: Path, received, published) -> None:
+@dataclass(frozen=True)
+class ObjectResult:
+    """What the node published for one object of the bag."""
+
+    visible: int  # frames with the object in the ground truth
+    found: int  # poses received
+    median_adds: float  # metres, nan without poses
+    recall: float  # share of received poses with ADD-S < 10 % of the diameter
+    latency_ms: float  # median, publish → pose received
+
+
+def node_results(conf: BagDemoConfig, bag: Path, received, published) -> dict[str, ObjectResult]:
+    """Per object, the poses the node published scored against the bag's ground truth."""
     truth: dict[str, dict[int, np.ndarray]] = {name: {} for name in conf.objects}
     with BagSource(bag) as source:
         for frame in source.frames():
             for name, T in frame.ground_truth:
                 truth.setdefault(name, {})[frame.stamp] = T
-    print(f"\n{len(published)} frames played at {conf.rate:g} Hz into the node ({backend})")
-    print(f"{'object':<22}{'visible':>8}{'found':>7}{'ADD-S mm':>10}{'<0.1d':>7}{'latency ms':>12}")
+    results = {}
     for name in conf.objects:
         obj = load_object(name)
         points = obj.sample_points(500)
@@ -145,11 +165,24 @@ def _print_table(conf: BagDemoConfig, backend: str, bag: Path, received, publish
                 errors.append(
                     adds_error(T[:3, :3], T[:3, 3], T_true[:3, :3], T_true[:3, 3], points)
                 )
-        median = f"{1000 * np.median(errors):.1f}" if errors else "-"
-        recall = np.mean(np.asarray(errors) < 0.1 * obj.diameter) if errors else 0.0
-        latency = f"{np.median(latencies):.0f}" if latencies else "-"
-        print(f"{name:<22}{len(truth[name]):>8}{len(received[name]):>7}{median:>10}"
-              f"{recall:>7.0%}{latency:>12}")  # fmt: skip
+        results[name] = ObjectResult(
+            visible=len(truth[name]),
+            found=len(received[name]),
+            median_adds=float(np.median(errors)) if errors else float("nan"),
+            recall=float(np.mean(np.asarray(errors) < 0.1 * obj.diameter)) if errors else 0.0,
+            latency_ms=float(np.median(latencies)) if latencies else float("nan"),
+        )
+    return results
+
+
+def _print_table(
+    conf: BagDemoConfig, backend: str, results: dict[str, ObjectResult], frames: int
+) -> None:
+    print(f"\n{frames} frames played at {conf.rate:g} Hz into the node ({backend})")
+    print(f"{'object':<22}{'visible':>8}{'found':>7}{'ADD-S mm':>10}{'<0.1d':>7}{'latency ms':>12}")
+    for name, r in results.items():
+        print(f"{name:<22}{r.visible:>8}{r.found:>7}{1000 * r.median_adds:>10.1f}"
+              f"{r.recall:>7.0%}{r.latency_ms:>12.0f}")  # fmt: skip
 
 
 def cli(argv: list[str] | None = None) -> None:
