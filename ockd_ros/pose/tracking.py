@@ -6,9 +6,10 @@ a recent pose of an object (its prior), the tracker looks for it only:
 - in the box of its projected bounding box, grown by a margin; when every object has a prior,
   features are extracted only in the union of those boxes;
 - against the templates whose views lie near the prior's view (matched in full, no shortlist).
-An object not found this way is searched in full in the same frame (from the whole-image
-features), and a full search of every object runs at least every `full_search_frames` frames
-and `full_search_seconds` seconds, so that a moved, hidden or new object is found again.
+An object not found this way (lost) is searched for over the whole image in the same frame, and
+a full search of every object runs at least every `full_search_frames` frames and
+`full_search_seconds` seconds, so that a moved, hidden or new object is found again. An object
+that a full search did not find waits for the next one.
 
 An optional filter smooths the published poses: an exponential average of translation and a
 spherical interpolation of rotation, reset (no lag) whenever the object jumps.
@@ -97,6 +98,7 @@ class Tracker:
     def reset(self) -> None:
         """Forget every prior (a new stream, or the camera was moved far)."""
         self._priors: dict[str, _Prior] = {}
+        self._searched: set[str] = set()  # objects searched in full at least once
         self._frames_since_full = 0
         self._last_full: float | None = None
         self.filter.reset()
@@ -114,33 +116,40 @@ class Tracker:
         stamp = time.monotonic() if stamp is None else float(stamp)
         names = list(self.estimator.objects) if objects is None else list(objects)
         height, width = rgb.shape[:2]
-        tracked = self._trackable(names, stamp)
+        full = self._full_search_due(stamp)
+        tracked = [] if full else self._fresh_priors(names, stamp)
+        # Searched in full now: every object when a full search is due; otherwise those with a
+        # stale prior and those never looked for. An object absent at the last full search
+        # waits for the next one instead of costing a full search every frame.
+        must_search = [
+            name
+            for name in names
+            if name not in tracked and (full or name in self._priors or name not in self._searched)
+        ]
         boxes = {name: self._box(self._priors[name].pose, K, (width, height)) for name in tracked}
-        timings = []
+        roi = _union(boxes.values()) if tracked and not must_search else None
         found: dict[str, ObjectPose] = {}
         modes: dict[str, str] = {}
-        window_only = bool(tracked) and len(tracked) == len(names)
-        # every object near its prior: features in the window around them only
-        roi = _union(boxes.values()) if window_only else None
-        frame = self.estimator.prepare(rgb, K, D, roi=roi)
+        timings = []
+        frame = self.estimator.prepare(rgb, K, D, roi=roi) if tracked or must_search else None
         if tracked:
             regions = {name: _box_mask(box, (height, width)) for name, box in boxes.items()}
             templates = {name: self._near_templates(name) for name in tracked}
             for pose in self.estimator.search(frame, tracked, regions, templates):
                 found[pose.name], modes[pose.name] = pose, TRACKED
             timings.append(self.estimator.last_timing)
-        lost = [name for name in names if name not in found]
-        if lost:
-            if window_only:  # the window may have cut a lost object off
+        searched = must_search + [name for name in tracked if name not in found]  # + the lost
+        if searched:
+            if roi is not None:  # the window may have cut a lost object off
                 frame = self.estimator.prepare(rgb, K, D)
-            for pose in self.estimator.search(frame, lost):
+            for pose in self.estimator.search(frame, searched):
                 found[pose.name], modes[pose.name] = pose, SEARCHED
             timings.append(self.estimator.last_timing)
-        if not tracked:
-            self._frames_since_full, self._last_full = 0, stamp
-        else:
-            self._frames_since_full += 1
-        for name in names:
+        self._searched.update(searched)
+        self._frames_since_full = 0 if full else self._frames_since_full + 1
+        if full:
+            self._last_full = stamp
+        for name in tracked + searched:
             if name in found:
                 self._priors[name] = _Prior(found[name], stamp)
             else:
@@ -150,21 +159,23 @@ class Tracker:
         self.last_timing = _sum(timings)
         return [self.filter.update(found[name]) for name in names if name in found]
 
-    def _trackable(self, names: list[str], stamp: float) -> list[str]:
-        """The objects to look for around their priors in this frame (none when a full search
-        is due)."""
+    def _full_search_due(self, stamp: float) -> bool:
         conf = self.conf
         if not conf.enabled or self._last_full is None:
-            return []
+            return True
         if conf.full_search_frames and self._frames_since_full + 1 >= conf.full_search_frames:
-            return []
-        if conf.full_search_seconds and stamp - self._last_full >= conf.full_search_seconds:
-            return []
+            return True
+        return bool(
+            conf.full_search_seconds and stamp - self._last_full >= conf.full_search_seconds
+        )
+
+    def _fresh_priors(self, names: list[str], stamp: float) -> list[str]:
+        """The objects to look for around their priors in this frame."""
         return [
             name
             for name in names
             if name in self._priors
-            and 0 <= stamp - self._priors[name].stamp <= conf.max_prior_age_seconds
+            and 0 <= stamp - self._priors[name].stamp <= self.conf.max_prior_age_seconds
         ]
 
     def _near_templates(self, name: str) -> np.ndarray:

@@ -70,7 +70,9 @@ def test_a_full_search_runs_every_n_frames(renderer, objects, estimator):
 
 
 def test_an_object_that_leaves_is_searched_for_and_found_again(renderer, objects, estimator):
-    tracker = Tracker(estimator, TrackingConfig(full_search_frames=0, full_search_seconds=0))
+    """Lost around its prior, an object is searched for in the whole frame at once; absent
+    there too, it waits for the next scheduled full search, which finds it back."""
+    tracker = Tracker(estimator, TrackingConfig(full_search_frames=3, full_search_seconds=0))
     first, second = NAMES
     for frame in range(2):
         scene = render_moving_scene(renderer, objects, frame)
@@ -80,13 +82,26 @@ def test_an_object_that_leaves_is_searched_for_and_found_again(renderer, objects
     gone = _without(renderer, render_moving_scene(renderer, objects, 2), objects, keep=1)
     poses = {p.name for p in tracker.track(gone.rgb, gone.K, stamp=2 / RATE)}
     assert poses == {second} and tracker.last_mode == {second: TRACKED}
+    assert list(estimator.last_status) == [first]  # the last search: the whole frame, for it
 
     back = render_moving_scene(renderer, objects, 3, metres_per_frame=0.02)  # moved meanwhile
     poses = {p.name: p for p in tracker.track(back.rgb, back.K, stamp=3 / RATE)}
     assert sorted(poses) == sorted(NAMES)
-    assert tracker.last_mode == {first: SEARCHED, second: TRACKED}
+    assert tracker.last_mode == dict.fromkeys(NAMES, SEARCHED)  # the scheduled full search
     translation, angle = _errors(poses[first], back.poses[0])
     assert translation < 0.01 and angle < 5.0
+    again = render_moving_scene(renderer, objects, 4, metres_per_frame=0.02)
+    tracker.track(again.rgb, again.K, stamp=4 / RATE)
+    assert tracker.last_mode == dict.fromkeys(NAMES, TRACKED)
+
+
+def test_an_absent_object_waits_for_the_next_full_search(renderer, objects, estimator):
+    tracker = Tracker(estimator, TrackingConfig(full_search_frames=4, full_search_seconds=0))
+    only_second = _without(renderer, render_moving_scene(renderer, objects, 0), objects, keep=1)
+    for frame in range(3):
+        tracker.track(only_second.rgb, only_second.K, stamp=frame / RATE)
+        searched_for = set(estimator.last_status)
+        assert (NAMES[0] in searched_for) == (frame == 0), frame
 
 
 def _without(renderer, scene, objects, keep: int):
