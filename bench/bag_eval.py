@@ -30,6 +30,7 @@ from ockd_ros.bags import (
     record_synthetic,
 )
 from ockd_ros.config import merge_config
+from ockd_ros.features import BACKENDS
 from ockd_ros.meshes import load_object
 from ockd_ros.pose import Estimator, default_config
 from ockd_ros.render import Renderer
@@ -49,7 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--size", type=int, nargs=2, default=(640, 480))
-    parser.add_argument("--backend", default="sift", choices=("sift", "ockd"))
+    parser.add_argument("--backend", default="sift", choices=sorted(BACKENDS))
     parser.add_argument("--views", type=int, default=48)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--storage", default="sqlite3", choices=("sqlite3", "mcap"))

@@ -65,7 +65,7 @@ class Features:
 
 
 class FeatureExtractor(Protocol):
-    """A feature backend: `ockd` (the network) or `sift` (the OpenCV baseline)."""
+    """A feature backend: `ockd` (the network), `sift` (the OpenCV baseline) or `xfeat`."""
 
     name: str
 
