@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 
 import torch
+from backend_runs import BackendRun, add_arguments, backend_runs
 from timing import median_seconds, peak_rss_mb
 
 from ockd_ros.features import create_extractor
 from ockd_ros.meshes import load_object
 from ockd_ros.render import Renderer
 from ockd_ros.samples import render_sample_scene
-from runs import BackendRun, add_arguments, backend_runs
 
 
 def main(runs: list[BackendRun], size: tuple[int, int], repeats: int) -> None:

@@ -17,6 +17,7 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+from backend_runs import add_arguments, backend_runs
 from tables import emit_table
 
 from ockd_ros.eval.bop import BopDataset
@@ -36,7 +37,6 @@ from ockd_ros.render import Renderer
 from ockd_ros.training.data import DataConfig, TrainingPairs
 from ockd_ros.training.scene_format import list_scenes, read_frame, read_scene
 from ockd_ros.training.scenes import mesh_specs
-from runs import add_arguments, backend_runs
 
 
 def synthetic_pairs(data_dir: Path, count: int, held_out_scenes: int):

@@ -21,6 +21,7 @@ import tempfile
 
 import numpy as np
 import torch
+from backend_runs import BackendRun, add_arguments, backend_runs
 from timing import median_seconds
 
 from ockd_ros.meshes import load_object
@@ -28,7 +29,6 @@ from ockd_ros.pose import Estimator
 from ockd_ros.pose.matching import BankDescriptors, match_templates, select_object
 from ockd_ros.render import Renderer
 from ockd_ros.samples import default_camera, object_row_poses, photo_background
-from runs import BackendRun, add_arguments, backend_runs
 
 OBJECTS = (
     "macaroni_and_cheese",

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from backend_runs import BackendRun, add_arguments, backend_runs
 from scipy.stats import rankdata
 from tables import emit_table
 from tqdm import tqdm
@@ -41,7 +42,6 @@ from ockd_ros.meshes import ObjectMesh, load_object
 from ockd_ros.pose import Estimator
 from ockd_ros.pose.matching import BankDescriptors, match_templates
 from ockd_ros.render import Renderer
-from runs import BackendRun, add_arguments, backend_runs
 
 CORRECT_PX = 5.0  # a match is correct when the true pose projects its 3D point this close
 REGION_MARGIN_PX = 8  # the true visible region grown by this, as a mask would be

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from backend_runs import BackendRun, add_arguments, backend_runs
 from scipy.spatial.transform import Rotation
 from tables import emit_table
 
@@ -23,7 +24,6 @@ from ockd_ros.meshes import load_object
 from ockd_ros.pose import Estimator
 from ockd_ros.render import Renderer
 from ockd_ros.samples import render_sample_scene
-from runs import BackendRun, add_arguments, backend_runs
 
 GROUPS = (("macaroni_and_cheese", "orange_juice"), ("cream_cheese", "ketchup", "milk"))
 DISTANCES = (0.5, 0.8)

