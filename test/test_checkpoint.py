@@ -76,3 +76,36 @@ def test_unknown_config_key(tmp_path, model):
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="invalid network config"):
         load_checkpoint(path)
+
+
+def _as_before_the_encoder_choice(path):
+    """Rewrite a ResNet-18 checkpoint's network entry as checkpoints were written before the
+    encoder became a choice (the shipped weights until 2026-11-30): no `encoder`, no
+    `descriptor_skips`, and a `reliability_offset` that was always 0."""
+    payload = torch.load(path, weights_only=True)
+    network = payload["network"]
+    del network["encoder"], network["descriptor_skips"]
+    network["reliability_offset"] = 0.0
+    torch.save(payload, path)
+    return payload
+
+
+def test_a_checkpoint_from_before_the_encoder_choice_loads_with_the_same_output(tmp_path, model):
+    path = save_checkpoint(model, tmp_path / "old.pt")
+    _as_before_the_encoder_choice(path)
+    loaded = load_checkpoint(path)
+    assert loaded.conf.encoder == "resnet18"
+    image = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        expected, actual = model(image), loaded(image)
+    torch.testing.assert_close(actual.reliability, expected.reliability, atol=1e-6, rtol=0)
+    torch.testing.assert_close(actual.desc_intra, expected.desc_intra, atol=1e-6, rtol=0)
+
+
+def test_an_old_checkpoint_with_an_offset_is_refused(tmp_path, model):
+    path = save_checkpoint(model, tmp_path / "old.pt")
+    payload = _as_before_the_encoder_choice(path)
+    payload["network"]["reliability_offset"] = 0.5  # this version cannot honour it
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="invalid network config"):
+        load_checkpoint(path)
