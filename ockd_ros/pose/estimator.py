@@ -263,8 +263,13 @@ class Estimator:
         objects: Sequence[str] | None = None,
         regions: Mapping[str, np.ndarray] | None = None,
         templates: Mapping[str, Sequence[int]] | None = None,
+        min_inlier_ratio: float | None = None,
     ) -> list[ObjectPose]:
-        """`estimate` on a prepared frame: its features are reused, not extracted again."""
+        """`estimate` on a prepared frame: its features are reused, not extracted again.
+
+        min_inlier_ratio: the share of a template's matches a pose's inliers must make up, when
+        other than `conf.pnp`'s (a tracker, whose prior already constrains the pose, asks less).
+        """
         start = time.perf_counter()
         names = list(self.objects) if objects is None else list(objects)
         unknown = sorted(set(names) - set(self.objects))
@@ -274,12 +279,16 @@ class Estimator:
             )
         regions = _check_regions(regions or {}, names, frame.shape)
         templates = templates or {}
+        pnp = self.conf.pnp
+        if min_inlier_ratio is not None:
+            pnp = dataclasses.replace(pnp, min_inlier_ratio=min_inlier_ratio)
+            pnp.validate()
         timing = EstimateTiming(extract=frame.extract_seconds)
         self.last_status = {}
         found = []
         for name in names:
             pose = self._estimate_object(
-                name, frame, regions.get(name), templates.get(name), timing
+                name, frame, regions.get(name), templates.get(name), pnp, timing
             )
             if pose is not None:
                 found.append(pose)
@@ -293,6 +302,7 @@ class Estimator:
         frame: PreparedFrame,
         region: np.ndarray | None,
         candidates: Sequence[int] | None,
+        pnp: PnPConfig,
         timing: EstimateTiming,
     ) -> ObjectPose | None:
         bank = self.banks[name]
@@ -304,7 +314,7 @@ class Estimator:
         now = time.perf_counter()
         timing.select += now - step
         step = now
-        if len(selected) < self.conf.pnp.min_inliers:
+        if len(selected) < pnp.min_inliers:
             self.last_status[name] = FEW_KEYPOINTS
             return None
         matching = self.conf.matching
@@ -322,7 +332,7 @@ class Estimator:
         now = time.perf_counter()
         timing.match += now - step
         step = now
-        best = self._best_pnp(bank, features.keypoints[selected], matches, templates, K, D)
+        best = self._best_pnp(bank, features.keypoints[selected], matches, templates, K, D, pnp)
         if best is None:
             timing.pnp += time.perf_counter() - step
             self.last_status[name] = NO_POSE
@@ -353,6 +363,7 @@ class Estimator:
         templates: list[int],
         K: np.ndarray,
         D,
+        pnp: PnPConfig,
     ) -> tuple[PnPResult, int, int] | None:
         """The PnP result with most inliers over the candidate templates, its template and the
         template's match count; None if no template gives a pose with enough inliers, in number
@@ -360,10 +371,8 @@ class Estimator:
         best = None
         for template in templates:
             own = matches.of_template(template)
-            result = solve_pnp(
-                bank.points[own.bank_index], keypoints[own.frame_index], K, D, self.conf.pnp
-            )
-            if result is None or len(result.inliers) < self.conf.pnp.min_inlier_ratio * len(own):
+            result = solve_pnp(bank.points[own.bank_index], keypoints[own.frame_index], K, D, pnp)
+            if result is None or len(result.inliers) < pnp.min_inlier_ratio * len(own):
                 continue
             if best is None or len(result.inliers) > len(best[0].inliers):
                 best = (result, template, len(own))
