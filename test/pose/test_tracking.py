@@ -182,6 +182,7 @@ def test_the_filter_is_off_by_default():
         TrackingConfig(full_search_frames=-1),
         TrackingConfig(view_degrees=0),
         TrackingConfig(box_margin=-0.1),
+        TrackingConfig(min_inlier_ratio=0.0),
         TrackingConfig(filter=PoseFilterConfig(weight=0.0)),
     ],
 )
