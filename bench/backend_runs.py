@@ -12,6 +12,8 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from ockd_ros.config import merge_config
 from ockd_ros.pose import EstimatorConfig, default_config
 
@@ -21,11 +23,16 @@ class BackendRun:
     label: str  # the row name in the tables
     backend: str
     features: dict = field(default_factory=dict)  # overrides of the backend's feature config
+    settings: dict = field(default_factory=dict)  # further EstimatorConfig overrides (--config)
 
     def config(self, overrides: dict | None = None) -> EstimatorConfig:
-        """The backend's default estimator config with this run's features and `overrides`."""
+        """The backend's default estimator config with this run's features and settings, then
+        `overrides`."""
         conf = merge_config(default_config(self.backend), {"features": self.features})
-        return merge_config(conf, overrides) if overrides else conf
+        for extra in (self.settings, overrides):
+            if extra:
+                conf = merge_config(conf, extra)
+        return conf
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="ockd weights, one row each (default: the shipped ones)",
     )
     parser.add_argument(
+        "--config",
+        type=Path,
+        help="YAML overrides of EstimatorConfig for the ockd rows (templates: {size: 160}, ...)",
+    )
+    parser.add_argument(
         "--baselines", nargs="*", default=["sift"], help="other backends to run (sift, xfeat)"
     )
 
@@ -44,11 +56,13 @@ def backend_runs(args: argparse.Namespace, device: str | None = None) -> list[Ba
     """The runs `add_arguments`' options ask for; `device` goes to every learned backend."""
     checkpoints = args.checkpoint or [None]
     placement = {"device": device} if device else {}
+    settings = yaml.safe_load(args.config.read_text()) if args.config else {}
     runs = [
         BackendRun(
             _label(checkpoint) if len(checkpoints) > 1 else "ockd",
             "ockd",
             {**placement, **({"checkpoint": checkpoint} if checkpoint else {})},
+            settings or {},
         )
         for checkpoint in checkpoints
     ]
