@@ -39,6 +39,13 @@ def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ T[:3, :3].T + T[:3, 3]
 
 
+def box_corners(bounds: np.ndarray) -> np.ndarray:
+    """The 8×3 corners of an axis-aligned box given as 2×3 [min, max]."""
+    bounds = np.asarray(bounds)
+    return np.array([[bounds[i, 0], bounds[j, 1], bounds[k, 2]]
+                     for i in (0, 1) for j in (0, 1) for k in (0, 1)])  # fmt: skip
+
+
 def intrinsics(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
     """3×3 pinhole matrix."""
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])

@@ -40,12 +40,6 @@ BOX_EDGES = ((0, 1), (0, 2), (1, 3), (2, 3), (4, 5), (4, 6), (5, 7), (6, 7),
              (0, 4), (1, 5), (2, 6), (3, 7))  # fmt: skip
 
 
-def box_corners(bounds: np.ndarray) -> np.ndarray:
-    """The 8×3 corners of an axis-aligned box given as 2×3 [min, max]."""
-    return np.array([[bounds[i, 0], bounds[j, 1], bounds[k, 2]]
-                     for i in (0, 1) for j in (0, 1) for k in (0, 1)])  # fmt: skip
-
-
 def draw_pose(
     rgb: np.ndarray,
     K: np.ndarray,
@@ -59,7 +53,7 @@ def draw_pose(
 
     bounds: 2×3 object-frame box (metres); keypoints: N×2 pixels.
     """
-    from ockd_ros.geometry import project, transform_points
+    from ockd_ros.geometry import box_corners, project, transform_points
 
     corners = transform_points(T_cam_obj, box_corners(bounds))
     if np.any(corners[:, 2] <= 1e-3):

@@ -18,7 +18,6 @@ spherical interpolation of rotation, reset (no lag) whenever the object jumps.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
+from ockd_ros.geometry import box_corners, project, transform_points
 from ockd_ros.pose.estimator import EstimateTiming, Estimator, ObjectPose
 
 TRACKED = "tracked"  # found around its prior
@@ -201,14 +201,13 @@ class Tracker:
     def _box(self, pose: ObjectPose, K, size: tuple[int, int]) -> tuple[int, int, int, int]:
         """(x0, y0, x1, y1): the projected bounding box of the object at `pose`, grown by the
         margins and clipped to the image (lens distortion, a few pixels, is left to them)."""
-        corners = _box_corners(self.estimator.objects[pose.name].mesh.bounds)
-        camera = corners @ pose.R.T + pose.t
+        corners = box_corners(self.estimator.objects[pose.name].mesh.bounds)
+        camera = transform_points(pose.matrix, corners)
         in_front = camera[:, 2] > 1e-3
         if not in_front.any():
             return 0, 0, *size
-        points = camera[in_front]
-        pixels = (points / points[:, 2:]) @ np.asarray(K).T
-        low, high = pixels[:, :2].min(axis=0), pixels[:, :2].max(axis=0)
+        pixels = project(np.asarray(K), camera[in_front])
+        low, high = pixels.min(axis=0), pixels.max(axis=0)
         grow = self.conf.box_margin * (high - low) + self.conf.box_margin_px
         x0, y0 = np.floor(low - grow).astype(int)
         x1, y1 = np.ceil(high + grow).astype(int) + 1
@@ -255,12 +254,6 @@ class PoseFilter:
         return bool(moved > self.conf.jump_metres or angle > self.conf.jump_degrees)
 
 
-def _box_corners(bounds: np.ndarray) -> np.ndarray:
-    """8×3 corners of the axis-aligned box with 2×3 `bounds` (min, max)."""
-    low, high = np.asarray(bounds, dtype=np.float64)
-    return np.array(list(itertools.product(*zip(low, high, strict=True))))
-
-
 def _box_mask(box: tuple[int, int, int, int], shape: tuple[int, int]) -> np.ndarray:
     x0, y0, x1, y1 = box
     mask = np.zeros(shape, dtype=bool)
@@ -279,8 +272,5 @@ def _union(boxes) -> tuple[int, int, int, int]:
 
 
 def _sum(timings: list[EstimateTiming]) -> EstimateTiming:
-    total = EstimateTiming()
-    for timing in timings:
-        for step in ("extract", "select", "match", "pnp", "total"):
-            setattr(total, step, getattr(total, step) + getattr(timing, step))
-    return total
+    steps = [f.name for f in dataclasses.fields(EstimateTiming)]
+    return EstimateTiming(**{step: sum(getattr(t, step) for t in timings) for step in steps})
