@@ -368,13 +368,15 @@ def test_invalid_parameters_are_refused_at_run_time(peer, node, tmp_path):
     Link(peer, node)
     hyphenated = tmp_path / "cream-cheese.ply"  # its name cannot be a topic name
     hyphenated.touch()
-    r_thr, objects, topic, inliers, debug = _set_each(
+    r_thr, objects, topic, inliers, weight, full_search, debug = _set_each(
         peer,
         [
             Parameter("r_thr", value=-1.0),
             Parameter("objects", value=["nope"]),
             Parameter("objects", value=[str(hyphenated)]),
             Parameter("min_inliers", value=3),
+            Parameter("pose_filter_weight", value=0.0),
+            Parameter("full_search_frames", value=-1),
             Parameter("publish_debug_image", value=False),
         ],
     )
@@ -382,6 +384,8 @@ def test_invalid_parameters_are_refused_at_run_time(peer, node, tmp_path):
     assert not objects.successful and "neither a mesh file nor a default object" in objects.reason
     assert not topic.successful and "pose topic is not a ROS name" in topic.reason
     assert not inliers.successful and "must be 0 or ≥ 4" in inliers.reason
+    assert not weight.successful and "must be in (0, 1]" in weight.reason
+    assert not full_search.successful and "full_search_frames out of range" in full_search.reason
     assert debug.successful
 
 
