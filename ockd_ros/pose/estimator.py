@@ -44,6 +44,8 @@ LOG = logging.getLogger(__name__)
 FOUND = "found"
 FEW_KEYPOINTS = "too few keypoints on the object"
 NO_POSE = "no pose with enough inliers"
+# Resizing an image before extraction: beyond these the network sees mostly blur or too little.
+MIN_SCALE, MAX_SCALE = 0.25, 4.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ class EstimatorConfig:
     matching: MatchingConfig = field(default_factory=MatchingConfig)
     pnp: PnPConfig = field(default_factory=PnPConfig)
     flips: FlipConfig = field(default_factory=FlipConfig)  # look-alike faces (pose.flips)
+    # Images are resized by this before extraction (keypoints come back in image pixels): above 1
+    # when objects look smaller in the images than in the templates.
+    frame_scale: float = 1.0
     cache_dir: str | None = None  # None: default_cache_dir(); '' disables the cache
 
     def validate(self) -> None:
@@ -61,6 +66,7 @@ class EstimatorConfig:
         self.matching.validate()
         self.pnp.validate()
         self.flips.validate()
+        check_scale(self.frame_scale)
 
 
 def default_config(backend: str) -> EstimatorConfig:
@@ -145,7 +151,8 @@ class ObjectPose:
 @dataclass
 class PreparedFrame:
     """An image ready to be searched: features (keypoints in image pixels), the grey image for
-    the colour check (None when it is off), K, D, the image's H×W and the extraction time."""
+    the colour check (None when it is off), K, D, the image's H×W, the extraction time and the
+    scale the image was resized by before extraction."""
 
     features: Features
     grey: GreyFrame | None
@@ -153,6 +160,7 @@ class PreparedFrame:
     D: np.ndarray | None
     shape: tuple[int, int]
     extract_seconds: float
+    scale: float = 1.0
 
 
 @dataclass
@@ -198,16 +206,24 @@ class Estimator:
             name: BankDescriptors(bank.descriptors, bank.template_ids, bank.num_templates)
             for name, bank in self.banks.items()
         }
-        # Per object: the turns onto look-alike faces and the bounding-box centre they turn about.
+        # Per object: its bounding-box centre (templates look at it, look-alike faces turn about
+        # it) and the turns onto look-alike faces.
+        self._centres = {obj.name: obj.mesh.bounds.mean(axis=0) for obj in objects}
         self._turns = {
-            obj.name: (
-                box_turns(np.ptp(obj.mesh.bounds, axis=0), conf.flips.extent_tolerance),
-                obj.mesh.bounds.mean(axis=0),
-            )
+            obj.name: box_turns(np.ptp(obj.mesh.bounds, axis=0), conf.flips.extent_tolerance)
             for obj in objects
         }
         self.last_timing = EstimateTiming()
         self.last_status: dict[str, str] = {}
+
+    def template_scale(self, name: str, R: np.ndarray, t: np.ndarray, K: np.ndarray) -> float:
+        """The factor to resize an image by (camera `K`) so that object `name` at (R, t) shows at
+        the size it has in its templates: what `prepare(scale=...)` wants around that pose."""
+        bank = self.banks[name]
+        centre = self._centres[name]
+        template_depth = np.linalg.norm(bank.poses[0, :3, :3] @ centre + bank.poses[0, :3, 3])
+        depth = float((np.asarray(R) @ centre + np.asarray(t).ravel())[2])
+        return float(bank.K[0, 0] / template_depth * depth / np.asarray(K)[0, 0])
 
     def estimate(
         self,
@@ -239,23 +255,31 @@ class Estimator:
         K: np.ndarray,
         D: np.ndarray | None = None,
         roi: tuple[int, int, int, int] | None = None,
+        scale: float | None = None,
     ) -> PreparedFrame:
-        """The image's features (in `roi` only, when given), once for any number of searches."""
+        """The image's features (in `roi` only, when given), once for any number of searches.
+
+        scale: the image (or roi) is resized by this before extraction (None: `conf.frame_scale`);
+        above 1 where objects look smaller than in the templates. Keypoints stay in image pixels.
+        """
         start = time.perf_counter()
         check_image(rgb)
         K = check_intrinsics(K)
         D = check_distortion(D)
+        scale = check_scale(self.conf.frame_scale if scale is None else float(scale))
         height, width = rgb.shape[:2]
-        if roi is None:
-            features = self.extractor.extract(rgb)
-        else:
-            x0, y0, x1, y1 = _check_roi(roi, (height, width))
-            window = np.ascontiguousarray(rgb[y0:y1, x0:x1])
-            features = self.extractor.extract(window).in_image(x0, y0, (width, height))
+        x0, y0, x1, y1 = (0, 0, width, height) if roi is None else _check_roi(roi, (height, width))
+        window = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+        if scale != 1.0:
+            size = (max(round((x1 - x0) * scale), 1), max(round((y1 - y0) * scale), 1))
+            interpolation = cv2.INTER_LINEAR if scale > 1.0 else cv2.INTER_AREA
+            window = cv2.resize(window, size, interpolation=interpolation)
+        features = self.extractor.extract(window).in_image(x0, y0, (width, height), scale)
         grey = None
         if self.conf.flips.enabled:
             grey = GreyFrame(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), K, D)
-        return PreparedFrame(features, grey, K, D, (height, width), time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        return PreparedFrame(features, grey, K, D, (height, width), seconds, scale)
 
     def search(
         self,
@@ -317,7 +341,7 @@ class Estimator:
         if len(selected) < pnp.min_inliers:
             self.last_status[name] = FEW_KEYPOINTS
             return None
-        matching = self.conf.matching
+        matching = self.matching_at(frame.scale)
         if candidates is not None:  # a few known templates: matched in full, no shortlist
             matching = dataclasses.replace(matching, shortlist=0, preselect=0)
             candidates = np.asarray(candidates, dtype=np.int64)
@@ -355,6 +379,12 @@ class Estimator:
             symmetric=self.objects[name].symmetric,
         )
 
+    def matching_at(self, scale: float) -> MatchingConfig:
+        """The matching settings for features extracted at `scale`: the ratio test's radius is
+        meant in pixels of the image the network saw."""
+        radius = self.conf.matching.ratio_radius / scale
+        return dataclasses.replace(self.conf.matching, ratio_radius=radius)
+
     def _best_pnp(
         self,
         bank: TemplateBank,
@@ -383,7 +413,7 @@ class Estimator:
     ) -> PnPResult:
         """`result`, or its turn onto the look-alike face whose colours agree better with the
         image (`pose.flips`), refined on the same pixels."""
-        turns, centre = self._turns[name]
+        turns, centre = self._turns[name], self._centres[name]
         if len(turns) < 2:
             return result
         bank = self.banks[name]
@@ -442,6 +472,13 @@ def _check_regions(
             raise ValueError(f"region of {name} is {region.shape}, the image {shape}")
         checked[name] = region.astype(bool, copy=False)
     return checked
+
+
+def check_scale(scale: float) -> float:
+    """`scale`, if an image may be resized by it before extraction."""
+    if not MIN_SCALE <= scale <= MAX_SCALE:
+        raise ValueError(f"scale must be in [{MIN_SCALE}, {MAX_SCALE}], got {scale}")
+    return scale
 
 
 def _check_roi(roi: Sequence[int], shape: tuple[int, int]) -> tuple[int, int, int, int]:

@@ -182,3 +182,16 @@ def test_ockd_backend_recovers_a_template_pose_with_any_network(renderer, object
         assert np.linalg.norm(pose.t - T_cam_obj[:3, 3]) < 1e-3
         assert np.degrees(Rotation.from_matrix(pose.R.T @ T_cam_obj[:3, :3]).magnitude()) < 0.5
         assert estimator.last_timing.extract > 0 and estimator.last_timing.pnp > 0
+
+
+def test_template_scale_is_one_at_a_template_and_follows_depth_and_focal(estimator, objects):
+    name = NAMES[0]
+    bank = estimator.banks[name]
+    R, t = bank.poses[5, :3, :3], bank.poses[5, :3, 3]
+    assert estimator.template_scale(name, R, t, bank.K) == pytest.approx(1.0)
+    centre = objects[0].mesh.bounds.mean(axis=0)
+    twice_as_far = 2.0 * (R @ centre + t) - R @ centre
+    assert estimator.template_scale(name, R, twice_as_far, bank.K) == pytest.approx(2.0)
+    wide = bank.K.copy()
+    wide[:2, :2] /= 2.0
+    assert estimator.template_scale(name, R, t, wide) == pytest.approx(2.0)

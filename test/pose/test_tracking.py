@@ -128,6 +128,24 @@ def test_the_estimator_window_keeps_keypoints_inside_and_in_image_pixels(
     assert translation < 0.01 and angle < 5.0
 
 
+@pytest.mark.parametrize("scale", [0.8, 2.0])
+def test_a_resized_window_gives_keypoints_in_image_pixels_and_the_pose(
+    renderer, objects, estimator, scale
+):
+    scene = render_moving_scene(renderer, objects, 0)
+    ys, xs = np.nonzero(scene.view.labels == 1)
+    roi = (int(xs.min()) - 8, int(ys.min()) - 8, int(xs.max()) + 9, int(ys.max()) + 9)
+    frame = estimator.prepare(scene.rgb, scene.K, roi=roi, scale=scale)
+    assert frame.scale == scale
+    keypoints = frame.features.keypoints
+    assert np.all((keypoints >= np.array(roi[:2]) - 0.5) & (keypoints < np.array(roi[2:]) - 0.5))
+    (pose,) = estimator.search(frame, [NAMES[0]])
+    translation, angle = _errors(pose, scene.poses[0])
+    assert translation < 0.01 and angle < 5.0
+    with pytest.raises(ValueError, match="scale"):
+        estimator.prepare(scene.rgb, scene.K, roi=roi, scale=8.0)
+
+
 @pytest.mark.parametrize("roi", [(0, 0, 0, 10), (-5, 0, 10, 10), (0, 0, 641, 480), (1, 2, 3)])
 def test_a_bad_window_is_refused(estimator, roi):
     rgb = np.zeros((480, 640, 3), np.uint8)
