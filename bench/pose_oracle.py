@@ -11,12 +11,16 @@ and each backend with its defaults (`ockd` and the SIFT baseline, same frames, s
   the keypoints in the true region: its matches, the share within 5 px of where the true pose
   projects their 3D points, at how many different frame pixels, and its rank among all
   templates by match count (what template selection would have to find);
+- with `--zoom`, the true region and the nearest template are measured on features of the true
+  region's box alone, resized so that the object shows at its templates' size
+  (`Estimator.template_scale` at the true pose): what a front end that also knew the object's
+  distance would give;
 - **object selection** (backends with inter-object descriptors): the share of the frame
   keypoints inside the true region and outside it whose inter-object cosine to the object's
   mean descriptor reaches the selection threshold, and the ROC AUC of that cosine.
 
     python bench/pose_oracle.py [--dataset DIR] [--checkpoint PT [PT ...]] [--baselines sift]
-        [--max-frames N] [--out FILE.md]
+        [--zoom] [--max-frames N] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -40,12 +44,14 @@ from ockd_ros.features.types import Features
 from ockd_ros.geometry import make_pose
 from ockd_ros.meshes import ObjectMesh, load_object
 from ockd_ros.pose import Estimator
+from ockd_ros.pose.estimator import MAX_SCALE, MIN_SCALE, PreparedFrame
 from ockd_ros.pose.matching import BankDescriptors, match_templates
 from ockd_ros.render import Renderer
 
 CORRECT_PX = 5.0  # a match is correct when the true pose projects its 3D point this close
 REGION_MARGIN_PX = 8  # the true visible region grown by this, as a mask would be
 PNP_PIXELS = 12  # different correct pixels a template needs for a pose to have a chance
+SCALES = (MIN_SCALE, MAX_SCALE)  # --zoom: the resize factors an image may take
 SELECTION_THRESHOLD = OckdConfig().mask_threshold  # inter-object cosine that selects a keypoint
 
 
@@ -77,7 +83,11 @@ class Selection:
 
 
 def main(
-    dataset_dir: Path, runs: list[BackendRun], max_frames: int | None, out: Path | None
+    dataset_dir: Path,
+    runs: list[BackendRun],
+    max_frames: int | None,
+    out: Path | None,
+    zoom: bool = False,
 ) -> str:
     dataset = BopDataset(dataset_dir)
     frames = dataset.frames()[:max_frames]
@@ -95,7 +105,9 @@ def main(
                 for frame, frame_regions in tqdm(
                     list(zip(frames, regions, strict=True)), desc=run.label, unit="frame"
                 )
-                for outcome in frame_outcomes(estimator, frame, frame_regions, dataset, points)
+                for outcome in frame_outcomes(
+                    estimator, frame, frame_regions, dataset, points, zoom
+                )
             ]
     tables = [*summary_table(outcomes), "", *object_table(outcomes), "", *selection_table(outcomes)]
     return emit_table(tables, out)
@@ -125,23 +137,19 @@ def frame_outcomes(
     regions: list[np.ndarray],
     dataset: BopDataset,
     points: dict[int, np.ndarray],
+    zoom: bool,
 ) -> list[InstanceOutcome]:
     """One outcome per instance of an object that appears once in `frame` (the estimator gives
     one pose per object, so a region must name a single instance)."""
     rgb = frame.load_rgb()
     ids = [i.obj_id for i in frame.instances]
-    single = [k for k, obj_id in enumerate(ids) if ids.count(obj_id) == 1]
+    single = [k for k, obj_id in enumerate(ids) if ids.count(obj_id) == 1 and regions[k].any()]
     names = {k: dataset.models[ids[k]].name for k in single}
     plain = {p.name: p for p in estimator.estimate(rgb, frame.K, objects=list(names.values()))}
-    looked_for = {names[k]: regions[k] for k in single}
-    in_region = {
-        p.name: p
-        for p in estimator.estimate(rgb, frame.K, objects=list(names.values()), regions=looked_for)
-    }
-    features = estimator.prepare(rgb, frame.K).features
+    whole = estimator.prepare(rgb, frame.K)
     outcomes = []
     for k in single:
-        instance, model = frame.instances[k], dataset.models[ids[k]]
+        instance, model, name = frame.instances[k], dataset.models[ids[k]], names[k]
         error = adds_error if model.symmetric else add_error
 
         def right(pose, instance=instance, model=model, error=error) -> bool:
@@ -150,27 +158,47 @@ def frame_outcomes(
             distance = error(pose.R, pose.t, instance.R, instance.t, points[model.obj_id])
             return distance < 0.1 * model.diameter
 
-        nearest = nearest_template_matches(estimator, names[k], features, regions[k], frame, k)
-        bank = estimator.banks[names[k]]
+        prepared = zoomed(estimator, rgb, frame, k, regions[k], name) if zoom else whole
+        in_region = estimator.search(prepared, [name], regions={name: regions[k]})
+        nearest = nearest_template_matches(estimator, name, prepared, regions[k], frame, k)
+        bank = estimator.banks[name]
         outcomes.append(
             InstanceOutcome(
                 model.name,
-                names[k] in plain,
-                right(plain.get(names[k])),
-                names[k] in in_region,
-                right(in_region.get(names[k])),
+                name in plain,
+                right(plain.get(name)),
+                bool(in_region),
+                right(in_region[0] if in_region else None),
                 *nearest,
                 bank.num_templates,
-                selection(features, bank.inter_mean, regions[k]),
+                selection(whole.features, bank.inter_mean, regions[k]),
             )
         )
     return outcomes
 
 
+def zoomed(
+    estimator: Estimator, rgb: np.ndarray, frame: BopFrame, index: int, region, name: str
+) -> PreparedFrame:
+    """Features of the box of `region` (grown by the margin) alone, resized so that the instance
+    shows at its templates' size."""
+    instance = frame.instances[index]
+    ys, xs = np.nonzero(region)
+    height, width = region.shape
+    box = (
+        max(int(xs.min()) - REGION_MARGIN_PX, 0),
+        max(int(ys.min()) - REGION_MARGIN_PX, 0),
+        min(int(xs.max()) + REGION_MARGIN_PX + 1, width),
+        min(int(ys.max()) + REGION_MARGIN_PX + 1, height),
+    )
+    scale = estimator.template_scale(name, instance.R, instance.t, frame.K)
+    return estimator.prepare(rgb, frame.K, roi=box, scale=float(np.clip(scale, *SCALES)))
+
+
 def nearest_template_matches(
     estimator: Estimator,
     name: str,
-    features: Features,
+    prepared: PreparedFrame,
     region: np.ndarray,
     frame: BopFrame,
     index: int,
@@ -179,9 +207,11 @@ def nearest_template_matches(
     nearest the true view, matched against the frame keypoints in `region`."""
     instance = frame.instances[index]
     bank = estimator.banks[name]
+    features = prepared.features
     inside = features.in_region(region)
     keypoints, desc = features.keypoints[inside], features.desc_intra[inside]
-    every_template = dataclasses.replace(estimator.matching_at(1.0), shortlist=0, preselect=0)
+    matching = estimator.matching_at(prepared.scale)
+    every_template = dataclasses.replace(matching, shortlist=0, preselect=0)
     descriptors = BankDescriptors(bank.descriptors, bank.template_ids, bank.num_templates)
     matches = match_templates(desc, descriptors, every_template, keypoints)
     template = int(np.argmin(bank.view_angles(instance.R, instance.t)))
@@ -289,6 +319,11 @@ def parse_args() -> argparse.Namespace:
     default = Path(__file__).resolve().parents[2] / "shared" / "data" / "lmo"
     parser.add_argument("--dataset", type=Path, default=default, help="BOP dataset folder")
     add_arguments(parser)
+    parser.add_argument(
+        "--zoom",
+        action="store_true",
+        help="measure the true region on its box alone, resized to the templates' scale",
+    )
     parser.add_argument("--max-frames", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None, help="also write the tables here")
     return parser.parse_args()
@@ -296,4 +331,4 @@ def parse_args() -> argparse.Namespace:
 
 if __name__ == "__main__":
     args = parse_args()
-    main(args.dataset, backend_runs(args), args.max_frames, args.out)
+    main(args.dataset, backend_runs(args), args.max_frames, args.out, args.zoom)

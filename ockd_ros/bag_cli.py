@@ -110,6 +110,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="search every frame in full instead of around the previous poses first",
     )
+    ev.add_argument(
+        "--tracking-zoom",
+        action="store_true",
+        help="with tracking: search each object's box resized to its templates' scale",
+    )
     _add_topic_arguments(ev, results=True)
     add_estimator_arguments(ev)
     return parser
@@ -156,7 +161,7 @@ def cli(argv: list[str] | None = None) -> None:
                 overlays=args.overlays,
                 storage=args.storage,
                 estimator=estimator_config_from_args(args),
-                tracking=TrackingConfig(enabled=not args.no_tracking),
+                tracking=TrackingConfig(enabled=not args.no_tracking, zoom=args.tracking_zoom),
             )
             result = evaluate_bag(conf, args.bag, args.out, command)
             print(result.report.read_text())

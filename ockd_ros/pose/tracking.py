@@ -26,7 +26,14 @@ import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
 from ockd_ros.geometry import box_corners, project, transform_points
-from ockd_ros.pose.estimator import EstimateTiming, Estimator, ObjectPose
+from ockd_ros.pose.estimator import (
+    MAX_SCALE,
+    MIN_SCALE,
+    EstimateTiming,
+    Estimator,
+    ObjectPose,
+    PreparedFrame,
+)
 
 TRACKED = "tracked"  # found around its prior
 SEARCHED = "searched"  # found by a full search
@@ -55,15 +62,20 @@ class TrackingConfig:
     full_search_frames: int = 15
     full_search_seconds: float = 3.0
     max_prior_age_seconds: float = 1.0  # an older prior is not used
-    view_degrees: float = 30.0  # templates whose view is within this of the prior's view...
-    min_templates: int = 4  # ...and at least this many nearest ones
-    box_margin: float = 0.3  # the prior's box grows by this share of its size on each side...
-    box_margin_px: int = 16  # ...plus this
+    view_degrees: float = 20.0  # templates whose view is within this of the prior's view...
+    min_templates: int = 2  # ...and at least this many nearest ones
+    box_margin: float = 0.1  # the prior's box grows by this share of its size on each side...
+    box_margin_px: int = 8  # ...plus this
     # The share of a template's matches that a tracked pose's inliers must make up (at most the
     # full search's). The prior already narrows the search to a box and a few views, where
     # matches are fewer but noisier: at ockd's 0.6 a small object (cream_cheese on the benchmark
     # bag) failed the tracked search in 4 frames of 10 that a full search then found.
     min_inlier_ratio: float = 0.45
+    # Each object's box is searched on its own, resized so that the object shows at its
+    # templates' size (within `zoom_range`), rather than one window around all boxes at the
+    # image's scale.
+    zoom: bool = False
+    zoom_range: tuple[float, float] = (0.5, 2.0)
     filter: PoseFilterConfig = field(default_factory=PoseFilterConfig)
 
     def validate(self) -> None:
@@ -75,6 +87,9 @@ class TrackingConfig:
             raise ValueError("view_degrees must be in (0, 180] and min_templates ≥ 1")
         if self.box_margin < 0 or self.box_margin_px < 0:
             raise ValueError("box margins must be ≥ 0")
+        low, high = self.zoom_range
+        if not MIN_SCALE <= low <= high <= MAX_SCALE:
+            raise ValueError(f"zoom_range must lie in [{MIN_SCALE}, {MAX_SCALE}], got {low, high}")
         if not 0 < self.min_inlier_ratio <= 1:
             raise ValueError(f"min_inlier_ratio must be in (0, 1], got {self.min_inlier_ratio}")
         self.filter.validate()
@@ -133,26 +148,29 @@ class Tracker:
             for name in names
             if name not in tracked and (full or name in self._priors or name not in self._searched)
         ]
-        boxes = {name: self._box(self._priors[name].pose, K, (width, height)) for name in tracked}
-        roi = _union(boxes.values()) if tracked and not must_search else None
         found: dict[str, ObjectPose] = {}
         modes: dict[str, str] = {}
-        timings = []
-        frame = self.estimator.prepare(rgb, K, D, roi=roi) if tracked or must_search else None
+        timings: list[EstimateTiming] = []
+        whole = None  # features of the whole image, once some object needs them
         if tracked:
-            regions = {name: _box_mask(box, (height, width)) for name, box in boxes.items()}
-            templates = {name: self._near_templates(name) for name in tracked}
-            # never more than the full search asks (SIFT's default asks no share at all)
-            ratio = min(self.conf.min_inlier_ratio, self.estimator.conf.pnp.min_inlier_ratio)
-            near = self.estimator.search(frame, tracked, regions, templates, ratio)
+            boxes = {
+                name: self._box(self._priors[name].pose, K, (width, height)) for name in tracked
+            }
+            if self.conf.zoom:
+                near = self._search_zoomed(rgb, K, D, boxes, timings)
+            else:
+                # One window around every box; the whole image when some object needs it anyway.
+                roi = None if must_search else _union(boxes.values())
+                frame = self.estimator.prepare(rgb, K, D, roi=roi)
+                whole = frame if roi is None else None
+                near = self._search_boxes(frame, boxes, timings)
             for pose in near:
                 found[pose.name], modes[pose.name] = pose, TRACKED
-            timings.append(self.estimator.last_timing)
         searched = must_search + [name for name in tracked if name not in found]  # + the lost
         if searched:
-            if roi is not None:  # the window may have cut a lost object off
-                frame = self.estimator.prepare(rgb, K, D)
-            for pose in self.estimator.search(frame, searched):
+            if whole is None:
+                whole = self.estimator.prepare(rgb, K, D)
+            for pose in self.estimator.search(whole, searched):
                 found[pose.name], modes[pose.name] = pose, SEARCHED
             timings.append(self.estimator.last_timing)
         self._searched.update(searched)
@@ -168,6 +186,38 @@ class Tracker:
         self.last_mode = modes
         self.last_timing = _sum(timings)
         return [self.filter.update(found[name]) for name in names if name in found]
+
+    def _search_boxes(
+        self, frame: PreparedFrame, boxes: dict[str, tuple], timings: list[EstimateTiming]
+    ) -> list[ObjectPose]:
+        """The objects of `boxes` found in their boxes of `frame`, near their priors' views."""
+        height, width = frame.shape
+        regions = {name: _box_mask(box, (height, width)) for name, box in boxes.items()}
+        templates = {name: self._near_templates(name) for name in boxes}
+        poses = self.estimator.search(frame, list(boxes), regions, templates, self._ratio())
+        timings.append(self.estimator.last_timing)
+        return poses
+
+    def _search_zoomed(
+        self, rgb, K, D, boxes: dict[str, tuple], timings: list[EstimateTiming]
+    ) -> list[ObjectPose]:
+        """The objects of `boxes` found each on its own box, resized to its templates' scale."""
+        poses = []
+        for name, box in boxes.items():
+            prior = self._priors[name].pose
+            scale = self.estimator.template_scale(name, prior.R, prior.t, K)
+            scale = float(np.clip(scale, *self.conf.zoom_range))
+            frame = self.estimator.prepare(rgb, K, D, roi=box, scale=scale)
+            templates = {name: self._near_templates(name)}
+            poses += self.estimator.search(
+                frame, [name], templates=templates, min_inlier_ratio=self._ratio()
+            )
+            timings.append(self.estimator.last_timing)
+        return poses
+
+    def _ratio(self) -> float:
+        # never more than the full search asks (SIFT's default asks no share at all)
+        return min(self.conf.min_inlier_ratio, self.estimator.conf.pnp.min_inlier_ratio)
 
     def _full_search_due(self, stamp: float) -> bool:
         conf = self.conf

@@ -160,6 +160,7 @@ class PoseNode(Node):
     def _tracking_config(self) -> TrackingConfig:
         return TrackingConfig(
             enabled=self._param("tracking"),
+            zoom=self._param("tracking_zoom"),
             full_search_frames=self._param("full_search_frames"),
             full_search_seconds=float(self._param("full_search_seconds")),
             filter=self._pose_filter_config(),

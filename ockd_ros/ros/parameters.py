@@ -160,6 +160,10 @@ PARAMETERS = (
         "templates), in the whole frame when it is lost",
     ),
     NodeParameter(
+        "tracking_zoom", False, "with tracking: search each object's box resized so that it "
+        "shows at its templates' size (more accurate on small objects, slower)",
+    ),
+    NodeParameter(
         "full_search_frames", 15, "with tracking: a full search of every object at least every "
         "N frames (0: only when an object is lost)", at_least=0,
     ),

@@ -44,8 +44,10 @@ def _errors(pose, truth) -> tuple[float, float]:
     return float(np.linalg.norm(pose.t - truth[:3, 3])), float(angle)
 
 
-def test_tracking_follows_a_moving_camera(renderer, objects, estimator):
-    tracker = Tracker(estimator, TrackingConfig(full_search_frames=0, full_search_seconds=0))
+@pytest.mark.parametrize("zoom", [False, True])
+def test_tracking_follows_a_moving_camera(renderer, objects, estimator, zoom):
+    conf = TrackingConfig(full_search_frames=0, full_search_seconds=0, zoom=zoom)
+    tracker = Tracker(estimator, conf)
     modes = []
     for frame in range(5):
         scene = render_moving_scene(renderer, objects, frame)
@@ -201,6 +203,8 @@ def test_the_filter_is_off_by_default():
         TrackingConfig(view_degrees=0),
         TrackingConfig(box_margin=-0.1),
         TrackingConfig(min_inlier_ratio=0.0),
+        TrackingConfig(zoom_range=(2.0, 1.0)),
+        TrackingConfig(zoom_range=(0.1, 1.0)),
         TrackingConfig(filter=PoseFilterConfig(weight=0.0)),
     ],
 )
