@@ -71,6 +71,9 @@ class TrainConfig:
     # ignored with `init`, whose weights win.
     pretrained_encoder: bool = False
     encoder_lr_scale: float = 1.0  # the encoder learns at lr × this (pretrained filters move less)
+    # The projection of the encoder's hypercolumn into the descriptor (`descriptor_skips`) learns
+    # at lr × this; 0 keeps its initial orthogonal map, so training can only add to it.
+    hypercolumn_lr_scale: float = 1.0
     # Encoder BatchNorm keeps its running statistics (ImageNet's when pretrained): batches of 4
     # synthetic frames are too few and too uniform to re-estimate them.
     frozen_encoder_statistics: bool = False
@@ -235,12 +238,15 @@ def _initial_model(conf: TrainConfig) -> OCKDNet:
 
 
 def _optimiser(model: OCKDNet, conf: TrainConfig) -> torch.optim.Optimizer:
-    """Adam with the encoder in its own group, whose rate is scaled by `encoder_lr_scale`."""
+    """Adam with the encoder and the hypercolumn projection in their own groups, whose rates
+    are scaled by `encoder_lr_scale` and `hypercolumn_lr_scale`."""
     encoder = list(model.encoder.parameters())
-    encoder_ids = {id(p) for p in encoder}
-    rest = [p for p in model.parameters() if id(p) not in encoder_ids]
+    projection = list(model.skip_head.parameters()) if model.skip_levels else []
+    own = {id(p) for p in encoder + projection}
+    rest = [p for p in model.parameters() if id(p) not in own]
     groups = [
         {"params": encoder, "lr_scale": conf.encoder_lr_scale},
+        {"params": projection, "lr_scale": conf.hypercolumn_lr_scale},
         {"params": rest, "lr_scale": 1.0},
     ]
     return torch.optim.Adam(groups, lr=conf.lr, weight_decay=conf.weight_decay)

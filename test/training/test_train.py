@@ -106,7 +106,8 @@ def test_a_pretrained_encoder_with_zero_rate_and_frozen_statistics_stays_imagene
     data_dir, tmp_path
 ):
     """ImageNet weights go in, and with `encoder_lr_scale: 0` and frozen statistics they come
-    out unchanged (running statistics included) while the decoder and heads learn."""
+    out unchanged (running statistics included) while the decoder and heads learn; with
+    `hypercolumn_lr_scale: 0` the hypercolumn projection stays the orthogonal map it starts as."""
     network = NetworkConfig(
         encoder="efficientnet_lite0", decoder_channels=(32, 32), descriptor_skips=(4, 8, 16)
     )
@@ -116,6 +117,7 @@ def test_a_pretrained_encoder_with_zero_rate_and_frozen_statistics_stays_imagene
         network=network,
         pretrained_encoder=True,
         encoder_lr_scale=0.0,
+        hypercolumn_lr_scale=0.0,
         frozen_encoder_statistics=True,
     )
     trained = load_checkpoint(main(conf, data_dir, tmp_path / "run"))
@@ -127,3 +129,7 @@ def test_a_pretrained_encoder_with_zero_rate_and_frozen_statistics_stays_imagene
             trained.encoder.state_dict()[key], value.half().to(value.dtype), msg=key
         )
     assert torch.count_nonzero(trained.descriptor_head.weight) > 0  # started at zero, learned
+    projection = trained.skip_head.weight.float().flatten(1)
+    torch.testing.assert_close(
+        projection @ projection.T, torch.eye(len(projection)), atol=3e-3, rtol=0
+    )
