@@ -222,9 +222,11 @@ def test_pose_arrives_with_the_image_header_and_within_tolerance(peer, node, sce
     assert image_message_to_rgb(link.debug[-1]).shape == scene.rgb.shape
 
 
+@pytest.mark.parametrize("node", [{}, {"tracking_zoom": True}], indirect=True)
 def test_the_next_frame_is_tracked_around_the_last_pose(peer, node, scene):
     """Stamps 0.1 s apart: the second frame is searched around the first one's pose (the
-    diagnostics count it), and its pose is as right."""
+    diagnostics count it), and its pose is as right; also with each box zoomed to template
+    scale."""
     link = Link(peer, node)
     info = _camera_info(scene.K)
     link.answer(_image_msg(scene.rgb, 21), info)
