@@ -21,6 +21,7 @@ from ockd_ros.eval.plots import plot_accuracy, plot_times
 from ockd_ros.eval.report import InstanceResult, markdown_table, outline_overlay, summarize
 from ockd_ros.features.ockd import DEFAULT_CHECKPOINT
 from ockd_ros.pose.estimator import Estimator
+from ockd_ros.pose.tracking import TrackingConfig
 from ockd_ros.render import Renderer
 from ockd_ros.visualize import write_rgb
 
@@ -147,9 +148,11 @@ def _run_lines(evaluator: Evaluator) -> list[str]:
         f"- backend: {estimator.conf.backend} ({weights_note(estimator)})",
         f"- templates: {templates.views} views × {templates.inplane} in-plane, "
         f"{'upper hemisphere' if templates.hemisphere else 'sphere'}, {templates.size} px",
-        f"- tracking: {'on' if evaluator.tracker.conf.enabled else 'off'}; {tally.tracked} of "
+        f"- tracking: {_tracking_mode(evaluator.tracker.conf)}; {tally.tracked} of "
         f"{sum(tally.found.values())} poses found around the previous one",
     ]
+    if estimator.conf.frame_scale != 1.0:
+        lines.append(f"- images resized ×{estimator.conf.frame_scale:g} before extraction")
     if tally.timings:
         lines += _time_lines(tally)
     lines.append(f"- outcome per object and frame: {dict(tally.status)}")
@@ -224,3 +227,9 @@ def _instance_json(result: InstanceResult) -> dict:
     row = dataclasses.asdict(result)
     # JSON has no infinity: a missed instance has null errors.
     return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in row.items()}
+
+
+def _tracking_mode(conf: TrackingConfig) -> str:
+    if not conf.enabled:
+        return "off"
+    return "on, each box zoomed to its templates' scale" if conf.zoom else "on"
