@@ -6,6 +6,9 @@ a recent pose of an object (its prior), the tracker looks for it only:
 - in the box of its projected bounding box, grown by a margin; when every object has a prior,
   features are extracted only in the union of those boxes;
 - against the templates whose views lie near the prior's view (matched in full, no shortlist).
+With `zoom`, each object's box is instead searched on its own, resized so that the object shows
+at the size it has in its templates (`Estimator.template_scale` at the prior): slower, and more
+accurate where objects look smaller than their templates.
 An object not found this way (lost) is searched for over the whole image in the same frame, and
 a full search of every object runs at least every `full_search_frames` frames and
 `full_search_seconds` seconds, so that a moved, hidden or new object is found again. An object
