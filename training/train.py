@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
@@ -40,6 +41,7 @@ from ockd_ros.model.network import NetworkConfig, OCKDNet
 from ockd_ros.model.pretrained import PretrainedWeightsError, load_pretrained
 from ockd_ros.training.augment import AugmentConfig
 from ockd_ros.training.data import DataConfig, TrainingPairs, collate_pairs
+from ockd_ros.training.hypercolumn import HypercolumnInit, initialise_hypercolumn
 from ockd_ros.training.objective import LossConfig, compute_losses
 from ockd_ros.training.validate import real_reference_pairs, validate, validate_real
 
@@ -74,6 +76,9 @@ class TrainConfig:
     # The projection of the encoder's hypercolumn into the descriptor (`descriptor_skips`) learns
     # at lr × this; 0 keeps its initial orthogonal map, so training can only add to it.
     hypercolumn_lr_scale: float = 1.0
+    # How the projection starts (training.hypercolumn): the network's random orthogonal map, or
+    # a whitened PCA of the training frames' hypercolumns. Ignored with `init` and on resume.
+    hypercolumn_init: HypercolumnInit = field(default_factory=HypercolumnInit)
     # Encoder BatchNorm keeps its running statistics (ImageNet's when pretrained): batches of 4
     # synthetic frames are too few and too uniform to re-estimate them.
     frozen_encoder_statistics: bool = False
@@ -102,7 +107,10 @@ def main(conf: TrainConfig, data_dir: Path, out_dir: Path, resume: bool = False)
 
     train_set = TrainingPairs(data_dir, conf.data, conf.augment, split="train", seed=conf.seed)
     val_set = TrainingPairs(data_dir, conf.data, None, split="val", seed=conf.seed)
-    model = _initial_model(conf).to(device)
+    model = _initial_model(conf)
+    if not conf.init and not (resume and (out_dir / "last.pt").exists()):
+        _initialise_hypercolumn(model, train_set, conf)
+    model = model.to(device)
     optimiser = _optimiser(model, conf)
     step = _resume(out_dir / "last.pt", model, optimiser, conf) if resume else 0
     if rank == 0:
@@ -235,6 +243,17 @@ def _initial_model(conf: TrainConfig) -> OCKDNet:
         path = load_pretrained(model.encoder, conf.network.encoder)
         LOG.info("encoder initialised from %s", path)
     return model
+
+
+def _initialise_hypercolumn(model: OCKDNet, train_set: TrainingPairs, conf: TrainConfig) -> None:
+    init = conf.hypercolumn_init
+    if init.method == "orthogonal":
+        return
+    rng = np.random.default_rng(conf.seed)
+    indices = rng.choice(len(train_set), min(init.frames, len(train_set)), replace=False)
+    images = [train_set.raw(int(index))["image1"] for index in indices]
+    initialise_hypercolumn(model, images, init, conf.seed)
+    LOG.info("hypercolumn projection: %s of %d training frames", init.method, len(images))
 
 
 def _optimiser(model: OCKDNet, conf: TrainConfig) -> torch.optim.Optimizer:

@@ -14,6 +14,7 @@ from ockd_ros.model import NetworkConfig, OCKDNet, load_checkpoint, save_checkpo
 from ockd_ros.model.checkpoint import read_checkpoint
 from ockd_ros.model.pretrained import load_pretrained
 from ockd_ros.training.data import DataConfig, TrainingPairs, collate_pairs
+from ockd_ros.training.hypercolumn import HypercolumnInit
 from ockd_ros.training.objective import compute_losses
 from ockd_ros.training.train import TrainConfig, TrainingError, main
 
@@ -133,3 +134,25 @@ def test_a_pretrained_encoder_with_zero_rate_and_frozen_statistics_stays_imagene
     torch.testing.assert_close(
         projection @ projection.T, torch.eye(len(projection)), atol=3e-3, rtol=0
     )
+
+
+def test_a_whitened_pca_start_survives_into_the_checkpoint(data_dir, tmp_path):
+    """With `hypercolumn_init: whitened_pca` and the projection's rate at 0, the checkpoint's
+    intra rows are the whitening of the training frames' hypercolumns, not an orthogonal map."""
+    network = NetworkConfig(
+        encoder="efficientnet_lite0", decoder_channels=(32, 32), descriptor_skips=(4, 8, 16)
+    )
+    conf = _conf(
+        steps=2,
+        validate_every=100,
+        network=network,
+        hypercolumn_lr_scale=0.0,
+        hypercolumn_init=HypercolumnInit(method="whitened_pca", frames=4, pixels_per_frame=500),
+    )
+    trained = load_checkpoint(main(conf, data_dir, tmp_path / "run"))
+    intra = trained.skip_head.weight.float()[: network.intra_dim].flatten(1)
+    row_norms = intra.norm(dim=1)
+    # Orthonormal rows would all have norm 1; whitening scales each by 1/√eigenvalue.
+    assert row_norms.max() > 2 * row_norms.min()
+    inter = trained.skip_head.weight.float()[network.intra_dim :].flatten(1)
+    torch.testing.assert_close(inter @ inter.T, torch.eye(len(inter)), atol=3e-3, rtol=0)
