@@ -45,11 +45,36 @@ def test_decoder_depth_sets_the_output_stride():
         NetworkConfig(decoder_channels=()),
         NetworkConfig(decoder_channels=(8, 8, 8, 8, 8)),
         NetworkConfig(inter_dim=0),
+        NetworkConfig(intra_fixed_dim=8),  # a fixed part needs the hypercolumn
+        NetworkConfig(descriptor_skips=(4,), intra_fixed_dim=64),  # nothing left to learn
+        NetworkConfig(descriptor_skips=(4,), intra_fixed_dim=8, intra_fixed_weight=1.0),
     ],
 )
 def test_invalid_configs_are_refused(conf):
     with pytest.raises(ValueError):
         OCKDNet(conf)
+
+
+def test_a_fixed_intra_part_is_the_hypercolumn_alone_and_weighs_as_configured():
+    """With `intra_fixed_dim`, the fixed part ignores the decoder, each part is unit length
+    times √weight, and the whole descriptor is unit length."""
+    conf = NetworkConfig(
+        descriptor_skips=(4, 8), intra_dim=48, intra_fixed_dim=32, intra_fixed_weight=0.7
+    )
+    torch.manual_seed(0)
+    net = OCKDNet(conf).eval()
+    image = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        before = net(image).desc_intra
+        torch.nn.init.normal_(net.descriptor_head.weight)  # the decoder's share changes
+        after = net(image).desc_intra
+    assert net.descriptor_head.out_channels == 48 - 32 + conf.inter_dim
+    torch.testing.assert_close(after[:, :32], before[:, :32])
+    assert not torch.allclose(after[:, 32:], before[:, 32:])
+    ones = torch.ones_like(after[:, 0])
+    torch.testing.assert_close(after[:, :32].norm(dim=1), ones * 0.7**0.5)
+    torch.testing.assert_close(after[:, 32:].norm(dim=1), ones * 0.3**0.5)
+    torch.testing.assert_close(after.norm(dim=1), ones)
 
 
 def test_wrong_input_shape_is_refused(net):

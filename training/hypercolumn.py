@@ -82,8 +82,9 @@ def whitened_pca(samples: torch.Tensor, dims: int, weights: torch.Tensor) -> tor
 def initialise_hypercolumn(
     model: OCKDNet, images: list[np.ndarray], conf: HypercolumnInit, seed: int
 ) -> None:
-    """Set the intra-object rows of `model.skip_head` as `conf` asks (the inter rows keep their
-    random orthogonal start)."""
+    """Set the intra-object rows of `model.skip_head` as `conf` asks: the fixed part's rows when
+    the network has one (`intra_fixed_dim`), else all intra rows; the others keep their random
+    orthogonal start."""
     conf.validate(len(model.skip_levels))
     if conf.method == "orthogonal":
         return
@@ -97,6 +98,7 @@ def initialise_hypercolumn(
             for count, weight in zip(channels, stride_weights, strict=True)
         ]
     )
-    projection = whitened_pca(samples, model.conf.intra_dim, weights)
+    rows = model.conf.intra_fixed_dim or model.conf.intra_dim
+    projection = whitened_pca(samples, rows, weights)
     with torch.no_grad():
-        model.skip_head.weight[: model.conf.intra_dim, :, 0, 0] = projection
+        model.skip_head.weight[:rows, :, 0, 0] = projection

@@ -31,6 +31,13 @@ class NetworkConfig:
     # the descriptor head directly through a 1×1 projection (a hypercolumn): pretrained multi-scale
     # features match real frames well before any training, and the decoder adds to them.
     descriptor_skips: tuple[int, ...] = ()
+    # > 0: the first `intra_fixed_dim` intra channels are the hypercolumn's projection alone (no
+    # decoder), normalised apart from the rest, which the decoder learns. Cosines of the whole
+    # intra descriptor are then `intra_fixed_weight` × the fixed part's + the rest × the learned
+    # part's: ImageNet features that transfer to real frames beside features learned on
+    # synthetic ones, each kept from washing out the other (issue 13).
+    intra_fixed_dim: int = 0
+    intra_fixed_weight: float = 0.5
 
     @property
     def output_stride(self) -> int:
@@ -52,6 +59,15 @@ class NetworkConfig:
             )
         if self.intra_dim < 1 or self.inter_dim < 1:
             raise ValueError("intra_dim and inter_dim must be positive")
+        if not 0 <= self.intra_fixed_dim < self.intra_dim:
+            raise ValueError(
+                f"intra_fixed_dim must be in [0, intra_dim={self.intra_dim}), "
+                f"got {self.intra_fixed_dim}"
+            )
+        if self.intra_fixed_dim and not self.descriptor_skips:
+            raise ValueError("intra_fixed_dim needs descriptor_skips (the hypercolumn)")
+        if not 0.0 < self.intra_fixed_weight < 1.0:
+            raise ValueError(f"intra_fixed_weight must be in (0, 1), got {self.intra_fixed_weight}")
         strides = [2 ** (level + 1) for level in range(self.encoder_stages + 1)]
         unknown = [stride for stride in self.descriptor_skips if stride not in strides]
         if unknown:
@@ -123,7 +139,8 @@ class OCKDNet(nn.Module):
         self.decoder = UNetDecoder(self.encoder.channels, self.conf.decoder_channels)
         width = self.decoder.out_channels
         self.reliability_head = nn.Conv2d(width, 1, 3, 1, 1)
-        self.descriptor_head = nn.Conv2d(width, self.conf.descriptor_dim, 3, 1, 1)
+        fixed = self.conf.intra_fixed_dim
+        self.descriptor_head = nn.Conv2d(width, self.conf.descriptor_dim - fixed, 3, 1, 1)
         self.skip_levels = tuple(int(math.log2(s)) - 1 for s in self.conf.descriptor_skips)
         if self.skip_levels:
             skip_channels = sum(self.encoder.channels[level] for level in self.skip_levels)
@@ -151,10 +168,28 @@ class OCKDNet(nn.Module):
             )
         )
         desc = self.descriptor_head(x)
+        fixed = self.conf.intra_fixed_dim
         if self.skip_levels:
-            desc = desc + self.skip_head(self._hypercolumn(features, x.shape[-2:]))
+            projected = self.skip_head(self._hypercolumn(features, x.shape[-2:]))
+            desc = torch.cat([projected[:, :fixed], desc + projected[:, fixed:]], dim=1)
         intra, inter = desc.split([self.conf.intra_dim, self.conf.inter_dim], dim=1)
-        return NetworkOutput(reliability, F.normalize(intra, dim=1), F.normalize(inter, dim=1))
+        return NetworkOutput(reliability, self._normalise_intra(intra), F.normalize(inter, dim=1))
+
+    def _normalise_intra(self, intra: torch.Tensor) -> torch.Tensor:
+        """Unit B×D1×H×W intra descriptors; with a fixed part, each part unit length first and
+        weighted so that cosines add as `intra_fixed_weight` says."""
+        fixed = self.conf.intra_fixed_dim
+        if not fixed:
+            return F.normalize(intra, dim=1)
+        weight = self.conf.intra_fixed_weight
+        imagenet, learned = intra.split([fixed, self.conf.intra_dim - fixed], dim=1)
+        return torch.cat(
+            [
+                math.sqrt(weight) * F.normalize(imagenet, dim=1),
+                math.sqrt(1 - weight) * F.normalize(learned, dim=1),
+            ],
+            dim=1,
+        )
 
     def _hypercolumn(self, features: list[torch.Tensor], size: torch.Size) -> torch.Tensor:
         """The skipped encoder features, each unit length per pixel, at the output size."""

@@ -89,3 +89,20 @@ def test_a_network_without_hypercolumn_is_refused(frames):
 def test_more_directions_than_channels_are_refused():
     with pytest.raises(ValueError, match="cannot keep 8 directions of a 4-d"):
         whitened_pca(torch.randn(100, 4), 8, torch.ones(4))
+
+
+def test_with_a_fixed_intra_part_only_its_rows_are_set(frames):
+    network = NetworkConfig(
+        encoder="efficientnet_lite0",
+        decoder_channels=(32, 32),
+        descriptor_skips=(4, 8, 16),
+        intra_dim=96,
+        intra_fixed_dim=48,
+    )
+    torch.manual_seed(0)
+    model = OCKDNet(network)
+    before = model.skip_head.weight.detach().clone()
+    initialise_hypercolumn(model, frames, HypercolumnInit(method="whitened_pca", frames=4), seed=0)
+    after = model.skip_head.weight.detach()
+    assert not torch.allclose(after[:48], before[:48])
+    torch.testing.assert_close(after[48:], before[48:])
