@@ -1,22 +1,28 @@
 """Ship a trained checkpoint: copy it (fp16) into the package and write its record beside it.
 
     python -m ockd_ros.training.export RUN/final.pt --metrics RUN/matching.md \
-        --data-command "ockd-gen ..." [--note "..."] [--out ockd_ros/weights/ockd_default.pt]
+        --data-command "ockd-gen ..." [--note "..."] [--out ockd_ros/weights/ockd_default.pt] \
+        [--config training/configs/NAME.yaml]
 
 The record (`<name>.yaml`) holds what reproduces and judges the weights: the training config,
 the exact command, the data generation command and seed, the final validation scores and the
-benchmark table.
+benchmark table. `--config` names the repository's config file for a run trained from a copy
+elsewhere (an experiment that turned out worth shipping): it is accepted only if it gives
+exactly the config the run recorded, and the command then names it.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import re
+import shlex
 from pathlib import Path
 
 import yaml
 
+from ockd_ros.config import load_config
 from ockd_ros.features.ockd import DEFAULT_CHECKPOINT
 from ockd_ros.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 
@@ -24,14 +30,22 @@ MAX_SHIPPED_MB = 25
 
 
 def main(
-    checkpoint: Path, out: Path, metrics: Path | None, data_commands: list[str], note: str = ""
+    checkpoint: Path,
+    out: Path,
+    metrics: Path | None,
+    data_commands: list[str],
+    note: str = "",
+    config: Path | None = None,
 ) -> Path:
     """Write `out` (fp16 weights) and `out.with_suffix('.yaml')`; returns `out`."""
     provenance = read_checkpoint(checkpoint)["provenance"]
     run_dir = checkpoint.parent
+    command = provenance.get("command")
+    if config is not None:
+        command = _with_config(command, provenance.get("config"), config)
     record = {
         "weights": out.name,
-        "trained_by": provenance.get("command"),
+        "trained_by": command,
         "finished": provenance.get("finished"),
         "steps": provenance.get("steps"),
         "training_data": provenance.get("data"),
@@ -55,6 +69,22 @@ def main(
     text = yaml.safe_dump(record, sort_keys=False, width=100, allow_unicode=True)
     out.with_suffix(".yaml").write_text(text)
     return out
+
+
+def _with_config(command: str | None, recorded: dict | None, config: Path) -> str:
+    """`command` with its --config argument replaced by `config`, if `config` loads to exactly
+    the `recorded` training config."""
+    from ockd_ros.training.train import TrainConfig  # torch-heavy: only when asked
+
+    if command is None or recorded is None:
+        raise ValueError("the checkpoint records no command or config to check --config against")
+    if dataclasses.asdict(load_config(TrainConfig(), config)) != recorded:
+        raise ValueError(f"{config} does not give the config the run recorded")
+    words = shlex.split(command)
+    if "--config" not in words:
+        raise ValueError(f"the recorded command has no --config: {command}")
+    words[words.index("--config") + 1] = str(config)
+    return shlex.join(words)
 
 
 def _relative_to(value, root: Path):
@@ -96,5 +126,8 @@ if __name__ == "__main__":
         "--data-command", action="append", default=[], help="a data generation command (repeat)"
     )
     parser.add_argument("--note", default="", help="anything else a reader of the record needs")
+    parser.add_argument(
+        "--config", type=Path, help="the repository's copy of the training config (checked)"
+    )
     args = parser.parse_args()
-    print(main(args.checkpoint, args.out, args.metrics, args.data_command, args.note))
+    print(main(args.checkpoint, args.out, args.metrics, args.data_command, args.note, args.config))
