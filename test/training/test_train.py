@@ -19,6 +19,9 @@ from ockd_ros.training.objective import compute_losses
 from ockd_ros.training.train import TrainConfig, TrainingError, main
 
 NETWORK = NetworkConfig(decoder_channels=(32, 32))
+PRETRAINED_NETWORK = NetworkConfig(
+    encoder="efficientnet_lite0", decoder_channels=(32, 32), descriptor_skips=(4, 8, 16)
+)
 
 
 def _conf(**overrides) -> TrainConfig:
@@ -109,9 +112,7 @@ def test_a_pretrained_encoder_with_zero_rate_and_frozen_statistics_stays_imagene
     """ImageNet weights go in, and with `encoder_lr_scale: 0` and frozen statistics they come
     out unchanged (running statistics included) while the decoder and heads learn; with
     `hypercolumn_lr_scale: 0` the hypercolumn projection stays the orthogonal map it starts as."""
-    network = NetworkConfig(
-        encoder="efficientnet_lite0", decoder_channels=(32, 32), descriptor_skips=(4, 8, 16)
-    )
+    network = PRETRAINED_NETWORK
     conf = _conf(
         steps=4,
         validate_every=100,
@@ -139,9 +140,7 @@ def test_a_pretrained_encoder_with_zero_rate_and_frozen_statistics_stays_imagene
 def test_a_whitened_pca_start_survives_into_the_checkpoint(data_dir, tmp_path):
     """With `hypercolumn_init: whitened_pca` and the projection's rate at 0, the checkpoint's
     intra rows are the whitening of the training frames' hypercolumns, not an orthogonal map."""
-    network = NetworkConfig(
-        encoder="efficientnet_lite0", decoder_channels=(32, 32), descriptor_skips=(4, 8, 16)
-    )
+    network = PRETRAINED_NETWORK
     conf = _conf(
         steps=2,
         validate_every=100,
