@@ -113,8 +113,7 @@ def test_the_hypercolumn_alone_gives_the_initial_descriptor():
     image = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         out = model(image)
-        features = model.encoder((image - model.mean) / model.std)
-        projected = model.skip_head(model._hypercolumn(features, out.desc_intra.shape[-2:]))
+        projected = model.skip_head(model.hypercolumn(image))
     torch.testing.assert_close(out.desc_intra, F.normalize(projected[:, :64], dim=1))
 
 

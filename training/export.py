@@ -25,6 +25,7 @@ import yaml
 from ockd_ros.config import load_config
 from ockd_ros.features.ockd import DEFAULT_CHECKPOINT
 from ockd_ros.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from ockd_ros.training.train import TrainConfig
 
 MAX_SHIPPED_MB = 25
 
@@ -74,8 +75,6 @@ def main(
 def _with_config(command: str | None, recorded: dict | None, config: Path) -> str:
     """`command` with its --config argument replaced by `config`, if `config` loads to exactly
     the `recorded` training config."""
-    from ockd_ros.training.train import TrainConfig  # torch-heavy: only when asked
-
     if command is None or recorded is None:
         raise ValueError("the checkpoint records no command or config to check --config against")
     if dataclasses.asdict(load_config(TrainConfig(), config)) != recorded:

@@ -50,16 +50,11 @@ def hypercolumn_samples(
     model: OCKDNet, images: list[np.ndarray], per_image: int, generator: torch.Generator
 ) -> torch.Tensor:
     """S×C hypercolumns at random output pixels of H×W×3 uint8 RGB `images`."""
-    if not model.skip_levels:
-        raise ValueError("the network has no hypercolumn (descriptor_skips is empty)")
-    stride = model.conf.output_stride
     samples = []
     with torch.inference_mode():
         for image in images:
             batch = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
-            features = model.encoder((batch - model.mean) / model.std)
-            size = (batch.shape[2] // stride, batch.shape[3] // stride)
-            columns = model._hypercolumn(features, size)[0].flatten(1).T
+            columns = model.hypercolumn(batch)[0].flatten(1).T
             pick = torch.randperm(len(columns), generator=generator)[:per_image]
             samples.append(columns[pick])
     return torch.cat(samples)

@@ -157,7 +157,7 @@ class OCKDNet(nn.Module):
     def forward(self, image: torch.Tensor) -> NetworkOutput:
         if image.ndim != 4 or image.shape[1] != 3:
             raise ValueError(f"expected images B×3×H×W, got shape {tuple(image.shape)}")
-        features = self.encoder((image - self.mean) / self.std)
+        features = self._encode(image)
         x = self.decoder(features, image.shape[-2:])
         reliability = F.softplus(
             F.interpolate(
@@ -190,6 +190,20 @@ class OCKDNet(nn.Module):
             ],
             dim=1,
         )
+
+    def hypercolumn(self, image: torch.Tensor) -> torch.Tensor:
+        """B×C×h×w: the encoder features that `descriptor_skips` names, each unit length per
+        pixel, at the output stride (h = ⌈H / stride⌉, as the descriptors) of B×3×H×W images in
+        [0, 1]. What the skip projection sees, without running the decoder."""
+        if not self.skip_levels:
+            raise ValueError("the network has no hypercolumn (descriptor_skips is empty)")
+        stride = self.conf.output_stride
+        size = (math.ceil(image.shape[-2] / stride), math.ceil(image.shape[-1] / stride))
+        return self._hypercolumn(self._encode(image), size)
+
+    def _encode(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """The encoder's feature maps, with the input normalisation its weights expect."""
+        return self.encoder((image - self.mean) / self.std)
 
     def _hypercolumn(self, features: list[torch.Tensor], size: torch.Size) -> torch.Tensor:
         """The skipped encoder features, each unit length per pixel, at the output size."""
