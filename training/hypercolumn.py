@@ -49,14 +49,23 @@ class HypercolumnInit:
 def hypercolumn_samples(
     model: OCKDNet, images: list[np.ndarray], per_image: int, generator: torch.Generator
 ) -> torch.Tensor:
-    """S×C hypercolumns at random output pixels of H×W×3 uint8 RGB `images`."""
+    """S×C hypercolumns at random output pixels of H×W×3 uint8 RGB `images`.
+
+    The network runs in eval mode: in train mode every forward pass would overwrite the
+    encoder's BatchNorm running statistics (ImageNet's) with those of one synthetic frame.
+    """
     samples = []
-    with torch.inference_mode():
-        for image in images:
-            batch = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
-            columns = model.hypercolumn(batch)[0].flatten(1).T
-            pick = torch.randperm(len(columns), generator=generator)[:per_image]
-            samples.append(columns[pick])
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for image in images:
+                batch = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+                columns = model.hypercolumn(batch)[0].flatten(1).T
+                pick = torch.randperm(len(columns), generator=generator)[:per_image]
+                samples.append(columns[pick])
+    finally:
+        model.train(was_training)
     return torch.cat(samples)
 
 

