@@ -37,6 +37,14 @@ from ockd_ros.pose.templates import (
     default_cache_dir,
     load_or_build_bank,
 )
+from ockd_ros.pose.verify import (
+    Agreement,
+    FrameLookup,
+    VerifyConfig,
+    agreement,
+    refine,
+    verified,
+)
 from ockd_ros.render import Renderer
 
 LOG = logging.getLogger(__name__)
@@ -56,6 +64,9 @@ class EstimatorConfig:
     matching: MatchingConfig = field(default_factory=MatchingConfig)
     pnp: PnPConfig = field(default_factory=PnPConfig)
     flips: FlipConfig = field(default_factory=FlipConfig)  # look-alike faces (pose.flips)
+    # Hypotheses judged by dense descriptor agreement and refined (pose.verify) instead of
+    # accepted by PnP's inlier counts alone.
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
     # Images are resized by this before extraction (keypoints come back in image pixels): above 1
     # when objects look smaller in the images than in the templates.
     frame_scale: float = 1.0
@@ -66,6 +77,7 @@ class EstimatorConfig:
         self.matching.validate()
         self.pnp.validate()
         self.flips.validate()
+        self.verify.validate()
         check_scale(self.frame_scale)
 
 
@@ -161,6 +173,27 @@ class PreparedFrame:
     shape: tuple[int, int]
     extract_seconds: float
     scale: float = 1.0
+    _lookups: dict[float | None, FrameLookup] = field(default_factory=dict, repr=False)
+
+    def lookup(self, grid_spacing: float | None) -> FrameLookup:
+        """The features binned for look-ups near pixels (`pose.verify`), made once per frame.
+        grid_spacing: pixels between keypoints of a dense grid at the extraction scale."""
+        if grid_spacing not in self._lookups:
+            spacing = None if grid_spacing is None else grid_spacing / self.scale
+            self._lookups[grid_spacing] = FrameLookup.of(self.features, spacing)
+        return self._lookups[grid_spacing]
+
+
+@dataclass
+class _Found:
+    """An object's pose in one frame before it becomes an `ObjectPose`: the PnP result, the N×3
+    object points and N×2 pixels its inliers index, its template and its score."""
+
+    result: PnPResult
+    points: np.ndarray
+    pixels: np.ndarray
+    template: int
+    score: float
 
 
 @dataclass
@@ -352,31 +385,119 @@ class Estimator:
             features.keypoints[selected],
             candidates,
         )
-        templates = matches.best_templates(self.conf.matching.top_templates, bank.num_templates)
         now = time.perf_counter()
         timing.match += now - step
         step = now
-        best = self._best_pnp(bank, features.keypoints[selected], matches, templates, K, D, pnp)
-        if best is None:
+        keypoints = features.keypoints[selected]
+        if self.conf.verify.enabled:
+            found = self._verified_pose(bank, frame, keypoints, matches, pnp)
+        else:
+            found = self._counted_pose(bank, keypoints, matches, K, D, pnp)
+        if found is None:
             timing.pnp += time.perf_counter() - step
             self.last_status[name] = NO_POSE
             return None
-        result, template, count = best
-        own = matches.of_template(template)
-        frame_points = features.keypoints[selected][own.frame_index]
         if grey is not None:
-            result = self._face_right(name, result, bank.points[own.bank_index], frame_points, grey)
+            found.result = self._face_right(name, found.result, found.points, found.pixels, grey)
         timing.pnp += time.perf_counter() - step
         self.last_status[name] = FOUND
         return ObjectPose(
             name=name,
-            R=result.R,
-            t=result.t,
-            score=len(result.inliers) / count,
-            inliers=len(result.inliers),
-            keypoints=frame_points[result.inliers],
-            template=template,
+            R=found.result.R,
+            t=found.result.t,
+            score=found.score,
+            inliers=len(found.result.inliers),
+            keypoints=found.pixels[found.result.inliers],
+            template=found.template,
             symmetric=self.objects[name].symmetric,
+        )
+
+    def _counted_pose(
+        self,
+        bank: TemplateBank,
+        keypoints: np.ndarray,
+        matches: TemplateMatches,
+        K: np.ndarray,
+        D,
+        pnp: PnPConfig,
+    ) -> _Found | None:
+        """The PnP pose with most inliers over the templates with most matches, accepted on
+        its inliers' count and share of the template's matches."""
+        templates = matches.best_templates(self.conf.matching.top_templates, bank.num_templates)
+        best = self._best_pnp(bank, keypoints, matches, templates, K, D, pnp)
+        if best is None:
+            return None
+        result, template, count = best
+        own = matches.of_template(template)
+        return _Found(
+            result,
+            bank.points[own.bank_index],
+            keypoints[own.frame_index],
+            template,
+            len(result.inliers) / count,
+        )
+
+    def _verified_pose(
+        self,
+        bank: TemplateBank,
+        frame: PreparedFrame,
+        keypoints: np.ndarray,
+        matches: TemplateMatches,
+        pnp: PnPConfig,
+    ) -> _Found | None:
+        """Per template with most matches a PnP pose, judged by how the template's points agree
+        with the frame's descriptors (`pose.verify`); the best, if verified, refined on the
+        templates near its view."""
+        conf = self.conf.verify
+        lookup = frame.lookup(self._grid_spacing())
+        best: tuple[Agreement, _Found] | None = None
+        for template in matches.best_templates(conf.hypotheses, bank.num_templates):
+            own = matches.of_template(template)
+            points, pixels = bank.points[own.bank_index], keypoints[own.frame_index]
+            result = solve_pnp(points, pixels, frame.K, frame.D, pnp)
+            if result is None:
+                continue
+            rows = bank.rows_of(template)
+            found = agreement(
+                lookup,
+                bank.points[rows],
+                bank.descriptors[rows],
+                result.R,
+                result.t,
+                frame.K,
+                frame.D,
+                conf.radius,
+            )
+            if best is None or found.count(conf.agreement) > best[0].count(conf.agreement):
+                best = (
+                    found,
+                    _Found(result, points, pixels, template, found.share(conf.agreement)),
+                )
+        if best is None or not verified(best[0], conf):
+            return None
+        hypothesis = best[1]
+        result, template = hypothesis.result, hypothesis.template
+        near = np.flatnonzero(bank.view_angles(result.R, result.t) <= conf.refine_degrees)
+        rows = bank.rows_of(np.union1d(near, [template]))
+        refined = refine(
+            lookup,
+            bank.points[rows],
+            bank.descriptors[rows],
+            result.R,
+            result.t,
+            frame.K,
+            frame.D,
+            conf,
+        )
+        if refined is None:
+            return hypothesis
+        all_rows = np.arange(len(refined.points))
+        return _Found(
+            PnPResult(refined.R, refined.t, all_rows),
+            refined.points,
+            refined.pixels,
+            template,
+            hypothesis.score,
         )
 
     def matching_at(self, scale: float) -> MatchingConfig:
@@ -425,6 +546,10 @@ class Estimator:
         turned_points = (points3d - centre) @ turns[index] + centre
         refined = refine_pose(turned_points, pixels, grey.K, grey.D, R, t, self.conf.pnp)
         return refined or PnPResult(R, t, result.inliers)
+
+    def _grid_spacing(self) -> float | None:
+        # Dense backends put keypoints on a grid of this many pixels (None: sparse keypoints).
+        return float(getattr(self.extractor.conf, "grid_stride", 0)) or None
 
     def _mask_threshold(self) -> float:
         # The ockd backend defines how close an inter-object descriptor must be to count.
