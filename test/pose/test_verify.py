@@ -103,7 +103,7 @@ def test_the_true_pose_agrees_and_a_shifted_one_does_not(lookup):
     points, desc, R, t = _scene()
     conf = VerifyConfig(min_agreeing=50, min_share=0.5, agreement=0.8)
     right = agreement(lookup, points, desc, R, t, K, None, conf.radius)
-    wrong = agreement(lookup, points, desc, R, t + [0.03, 0.0, 0.0], K, None, conf.radius)
+    wrong = agreement(lookup, points, desc, R, t + np.array([0.03, 0.0, 0.0]), K, None, conf.radius)
     assert verified(right, conf) and not verified(wrong, conf)
     assert right.share(conf.agreement) > 0.9 > 0.2 > wrong.share(conf.agreement), (
         right.share(conf.agreement),
@@ -114,7 +114,7 @@ def test_the_true_pose_agrees_and_a_shifted_one_does_not(lookup):
 def test_refinement_brings_a_nearby_pose_back_to_the_true_one(lookup):
     points, desc, R, t = _scene()
     start_R = Rotation.from_rotvec([0.0, 0.03, 0.0]).as_matrix() @ R
-    start_t = t + [0.003, -0.002, 0.01]
+    start_t = t + np.array([0.003, -0.002, 0.01])
     conf = VerifyConfig(agreement=0.8, min_agreeing=50)
     refined = refine(lookup, points, desc, start_R, start_t, K, None, conf)
     assert refined is not None and len(refined.points) == len(refined.pixels) >= 50
@@ -125,5 +125,5 @@ def test_refinement_brings_a_nearby_pose_back_to_the_true_one(lookup):
 
 def test_refinement_gives_up_where_nothing_agrees(lookup):
     points, desc, R, t = _scene()
-    far = t + [0.5, 0.0, 0.0]  # off the image
+    far = t + np.array([0.5, 0.0, 0.0])  # off the image
     assert refine(lookup, points, desc, R, far, K, None, VerifyConfig()) is None
