@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint osmesa train-cpu
+.PHONY: demo test lint osmesa train-cpu train-objects
 
 demo: $(STAMP)
 	$(PY) -m ockd_ros.ros.bag_demo --out outputs/demo
@@ -18,6 +18,13 @@ test: $(STAMP)
 # The recipe behind the shipped checkpoint (about 2 hours on 2 CPU cores); see training/README.md.
 train-cpu: $(STAMP)
 	PYTHON=$(abspath $(PY)) training/recipe_cpu.sh data/ppdr_cpu runs/cpu
+
+# Fine-tune the shipped weights on your own meshes (about 20 minutes on 2 CPU cores), e.g.
+#   make train-objects MESHES="part_a.ply part_b.ply" UNITS=mm
+# writes runs/objects/ockd_objects.pt for the node's `checkpoint` parameter; see training/README.md.
+train-objects: $(STAMP)
+	PYTHON=$(abspath $(PY)) training/recipe_objects.sh "$(MESHES)" $(or $(UNITS),mm) \
+		data/objects runs/objects
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

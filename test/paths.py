@@ -11,3 +11,10 @@ LMO = Path(
         "OCKD_LMO_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lmo"
     )
 )
+
+# Real YCB-Video frames (the paper's benchmark) sit beside them too; OCKD_YCBV_DIR points elsewhere.
+YCBV = Path(
+    os.environ.get(
+        "OCKD_YCBV_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ycbv"
+    )
+)
