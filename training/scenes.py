@@ -28,7 +28,6 @@ import numpy as np
 import pybullet as pb
 import trimesh
 from scipy.spatial.transform import Rotation
-from tqdm import tqdm
 
 from ockd_ros.config import load_config, merge_config
 from ockd_ros.geometry import (
@@ -49,6 +48,7 @@ from ockd_ros.meshes import (
     load_object,
     resolve_object,
 )
+from ockd_ros.progress import progress_bar
 from ockd_ros.render import Lighting, RenderConfig, RenderedView, Renderer
 from ockd_ros.training.randomization import (
     ColorJitter,
@@ -911,9 +911,8 @@ def generate(
     generator = generator or SceneGenerator(conf)
     failed = 0
     try:
-        with tqdm(
-            total=len(todo) * conf.frames_per_scene, unit="frame", disable=not progress
-        ) as bar:
+        frames = len(todo) * conf.frames_per_scene
+        with progress_bar(total=frames, desc="frames", unit="frame", enabled=progress) as bar:
             for index in todo:
                 if generator.generate_scene(index, out_dir) is None:
                     failed += 1

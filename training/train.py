@@ -27,7 +27,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
-from tqdm import tqdm
 
 from ockd_ros.config import load_config, merge_config
 from ockd_ros.device import resolve_device
@@ -39,6 +38,7 @@ from ockd_ros.model.checkpoint import (
 )
 from ockd_ros.model.network import NetworkConfig, OCKDNet
 from ockd_ros.model.pretrained import PretrainedWeightsError, load_pretrained
+from ockd_ros.progress import progress_bar
 from ockd_ros.training.augment import AugmentConfig
 from ockd_ros.training.data import DataConfig, TrainingPairs, collate_pairs
 from ockd_ros.training.hypercolumn import HypercolumnInit, initialise_hypercolumn
@@ -127,7 +127,9 @@ def main(conf: TrainConfig, data_dir: Path, out_dir: Path, resume: bool = False)
 
     loader = _loader(train_set, conf, distributed, step)
     generator = torch.Generator().manual_seed(conf.seed * 1000 + step)
-    progress = tqdm(total=conf.steps, initial=step, disable=rank != 0, desc="train", unit="step")
+    progress = progress_bar(
+        total=conf.steps, initial=step, enabled=rank == 0, desc="train", unit="step"
+    )
     bad_steps = 0
     log = _CsvLog(out_dir / "log.csv") if rank == 0 else None
     batches = _forever(loader)
