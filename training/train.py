@@ -27,7 +27,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
-from tqdm import tqdm
 
 from ockd_ros.config import load_config, merge_config
 from ockd_ros.device import resolve_device
@@ -39,6 +38,7 @@ from ockd_ros.model.checkpoint import (
 )
 from ockd_ros.model.network import NetworkConfig, OCKDNet
 from ockd_ros.model.pretrained import PretrainedWeightsError, load_pretrained
+from ockd_ros.progress import progress_bar
 from ockd_ros.training.augment import AugmentConfig
 from ockd_ros.training.data import DataConfig, TrainingPairs, collate_pairs
 from ockd_ros.training.hypercolumn import HypercolumnInit, initialise_hypercolumn
@@ -65,7 +65,8 @@ class TrainConfig:
     validate_every: int = 500
     validation_pairs: int = 32
     # A BOP folder of real frames (e.g. ../shared/data/lmo) whose matching against renders is
-    # logged at each validation: the sim2real curve. Watched only, never trained on.
+    # logged at each validation: the sim2real curve. Watched only, never trained on; skipped with
+    # a warning when the folder does not exist.
     validation_bop: str | None = None
     validation_bop_pairs: int = 60
     init: str | None = None  # start from this checkpoint's weights (fine-tuning); its network wins
@@ -105,6 +106,7 @@ def main(conf: TrainConfig, data_dir: Path, out_dir: Path, resume: bool = False)
     torch.manual_seed(conf.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
 
+    real_frames = _real_validation_folder(conf.validation_bop) if rank == 0 else None
     train_set = TrainingPairs(data_dir, conf.data, conf.augment, split="train", seed=conf.seed)
     val_set = TrainingPairs(data_dir, conf.data, None, split="val", seed=conf.seed)
     model = _initial_model(conf)
@@ -127,12 +129,14 @@ def main(conf: TrainConfig, data_dir: Path, out_dir: Path, resume: bool = False)
 
     loader = _loader(train_set, conf, distributed, step)
     generator = torch.Generator().manual_seed(conf.seed * 1000 + step)
-    progress = tqdm(total=conf.steps, initial=step, disable=rank != 0, desc="train", unit="step")
+    progress = progress_bar(
+        total=conf.steps, initial=step, enabled=rank == 0, desc="train", unit="step"
+    )
     bad_steps = 0
     log = _CsvLog(out_dir / "log.csv") if rank == 0 else None
     batches = _forever(loader)
     if rank == 0 and step == 0:  # the starting point of the validation curves
-        _validate(model, val_set, conf, device, step, out_dir)
+        _validate(model, val_set, conf, device, step, out_dir, real_frames)
     while step < conf.steps:
         _set_lr(optimiser, conf, step)
         batch = next(batches).to(device)
@@ -164,7 +168,7 @@ def main(conf: TrainConfig, data_dir: Path, out_dir: Path, resume: bool = False)
         if step % conf.checkpoint_every == 0 or step == conf.steps:
             _save_resumable(out_dir / "last.pt", model, optimiser, step, conf)
         if step % conf.validate_every == 0 or step == conf.steps:
-            _validate(model, val_set, conf, device, step, out_dir)
+            _validate(model, val_set, conf, device, step, out_dir, real_frames)
     progress.close()
     if distributed:
         dist.destroy_process_group()
@@ -306,12 +310,33 @@ def _resume(path: Path, model: OCKDNet, optimiser, conf: TrainConfig) -> int:
     return int(payload["step"])
 
 
-def _validate(model, val_set, conf: TrainConfig, device, step: int, out_dir: Path) -> None:
+def _real_validation_folder(bop_dir: str | None) -> Path | None:
+    """The BOP folder of the real-frame validation, or None when there is none.
+
+    A folder that does not exist (a clean clone without ../shared/data) skips the real-frame
+    validation with one warning instead of stopping the run: it is watched, never trained on.
+    """
+    if not bop_dir:
+        return None
+    folder = Path(bop_dir)
+    if not folder.exists():
+        LOG.warning(
+            "real-frame validation skipped: validation_bop folder %s (%s) does not exist",
+            folder,
+            folder.absolute(),
+        )
+        return None
+    return folder
+
+
+def _validate(
+    model, val_set, conf: TrainConfig, device, step: int, out_dir: Path, real_frames: Path | None
+) -> None:
     model.eval()
     scores = validate(model, val_set, conf.validation_pairs, device)
-    if conf.validation_bop:
+    if real_frames is not None:
         scores |= validate_real(
-            model, _real_pairs(conf.validation_bop, conf.validation_bop_pairs), device
+            model, _real_pairs(str(real_frames), conf.validation_bop_pairs), device
         )
     _CsvLog(out_dir / "validation.csv").write({"step": step, **scores})
     LOG.info("step %d validation: %s", step, scores)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
 from ockd_ros.bags.io import BagTopics, BagWriter, frame_stamp
 from ockd_ros.eval.bop import BopDataset
 from ockd_ros.geometry import make_pose
+from ockd_ros.progress import progress_bar
 
 BOP_SCENE_SPACING_S = 100_000  # seconds between BOP scenes: far more than any scene lasts
 
@@ -42,7 +41,7 @@ def from_bop(conf: BopBagConfig, out: str | Path) -> Path:
     frames = frames[: conf.max_frames]
     out = Path(out)
     with BagWriter(out, conf.storage) as bag:
-        for frame in tqdm(frames, desc="frames", unit="frame"):
+        for frame in progress_bar(frames, desc="frames", unit="frame"):
             truth = [(dataset.models[i.obj_id].name, make_pose(i.R, i.t)) for i in frame.instances]
             stamp = bop_stamp(frame.scene_id, frame.im_id, conf.rate)
             bag.write_frame(stamp, frame.load_rgb(), frame.K, truth, conf.topics)

@@ -6,10 +6,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
 from ockd_ros.bags.io import BagTopics, BagWriter, frame_stamp
 from ockd_ros.meshes import load_object
+from ockd_ros.progress import progress_bar
 from ockd_ros.render import Renderer
 
 
@@ -68,7 +67,7 @@ def record_synthetic(
         meta = read_scene(folder)
         instances = [i for i in meta.instances if i.kind == "object"]
         with BagWriter(out, conf.storage) as bag:
-            for k in tqdm(range(len(meta.frames)), desc="frames", unit="frame"):
+            for k in progress_bar(range(len(meta.frames)), desc="frames", unit="frame"):
                 frame = read_frame(folder, meta, k, with_i0=False)
                 truth = [
                     (i.name, frame.info.object_pose(i))

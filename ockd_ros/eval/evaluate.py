@@ -26,7 +26,6 @@ from typing import Protocol
 
 import numpy as np
 from scipy.spatial.transform import Rotation
-from tqdm import tqdm
 
 from ockd_ros.camera_messages import CameraIntrinsics
 from ockd_ros.eval.bop import BopModel
@@ -35,6 +34,7 @@ from ockd_ros.eval.report import InstanceResult
 from ockd_ros.meshes import ObjectMesh, load_object
 from ockd_ros.pose.estimator import FOUND, EstimateTiming, ObjectPose
 from ockd_ros.pose.tracking import TRACKED, Tracker
+from ockd_ros.progress import progress_bar
 
 LOG = logging.getLogger(__name__)
 
@@ -272,7 +272,7 @@ class Evaluator:
         each result to the `writers`. An error of the source propagates; the tally keeps the
         frames before it."""
         tick = time.perf_counter()
-        with tqdm(total=total, desc="frames", unit="frame") as bar:
+        with progress_bar(total=total, desc="frames", unit="frame") as bar:
             for frame in frames:
                 result = self.evaluate_frame(frame)
                 if result.skipped and result.skipped not in self.tally.skipped:

@@ -281,7 +281,9 @@ def _weights_hash(model) -> str | None:
 
 
 def bank_key(obj: ObjectMesh, fingerprint: dict[str, Any], conf: TemplateConfig) -> dict[str, Any]:
-    """Everything a bank depends on: mesh files, mesh geometry in metres, backend, settings."""
+    """Everything a bank depends on: the mesh file and the material and texture files it was
+    loaded with (whatever its format), its geometry in metres and texture size as loaded (textures
+    are downscaled at load), the backend and the settings."""
     geometry = hashlib.sha1(np.ascontiguousarray(obj.mesh.vertices, np.float64).tobytes())
     geometry.update(np.ascontiguousarray(obj.mesh.faces, np.int64).tobytes())
     return {
@@ -289,6 +291,7 @@ def bank_key(obj: ObjectMesh, fingerprint: dict[str, Any], conf: TemplateConfig)
         "object": obj.name,
         "mesh_sha1": obj.content_hash,
         "geometry_sha1": geometry.hexdigest(),
+        "texture_size": obj.texture_size,
         **fingerprint,
         "templates": dataclasses.asdict(conf),
     }

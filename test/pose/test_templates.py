@@ -14,12 +14,15 @@ from ockd_ros.model.network import NetworkConfig, OCKDNet
 from ockd_ros.pose.templates import (
     TemplateConfig,
     backend_fingerprint,
+    bank_key,
     build_bank,
+    key_digest,
     load_or_build_bank,
     sample_viewpoints,
     template_poses,
 )
 from ockd_ros.samples import default_camera
+from test.mesh_files import write_texture, write_textured_ply
 
 SMALL = TemplateConfig(views=6, size=160)
 
@@ -122,6 +125,31 @@ def test_cache_reuses_rebuilds_on_change_and_survives_corruption(renderer, sift,
     assert built and "rebuilding" in caplog.text
     np.testing.assert_array_equal(repaired.points, rebuilt.points)
     assert not load(changed)[1]  # the repaired file is used next time
+
+
+def test_a_changed_ply_texture_builds_a_new_bank(renderer, sift, tmp_path):
+    """BOP models name their texture in the PLY header; the cache must see it change."""
+    cache = tmp_path / "cache"
+    conf = TemplateConfig(views=3, size=96)
+    spec = resolve_object(str(write_textured_ply(tmp_path / "box.ply", "box.png")), units="mm")
+    write_texture(tmp_path / "box.png", seed=0, size=64)
+    first, built = load_or_build_bank(load_object(spec), sift, conf, cache, lambda: renderer)
+    assert built
+    write_texture(tmp_path / "box.png", seed=1, size=64)  # same file names, another look
+    second, built = load_or_build_bank(load_object(spec), sift, conf, cache, lambda: renderer)
+    assert built and second.key != first.key
+    assert len(list(cache.rglob("*.npz"))) == 2
+    assert not np.array_equal(first.colors, second.colors)
+
+
+def test_the_bank_key_follows_the_texture_size_the_mesh_was_loaded_with(sift, tmp_path):
+    spec = resolve_object(str(write_textured_ply(tmp_path / "box.ply", "box.png")), units="mm")
+    write_texture(tmp_path / "box.png", seed=0, size=64)
+    keys = {
+        key_digest(bank_key(load_object(spec, size), backend_fingerprint(sift), SMALL))
+        for size in (64, 32)
+    }
+    assert len(keys) == 2
 
 
 def test_invalid_template_settings():

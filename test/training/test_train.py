@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import importlib.util
+import logging
 
 import pytest
 import torch
@@ -57,6 +58,22 @@ def test_twenty_steps_reduce_the_loss_and_write_a_loadable_checkpoint(data_dir, 
         rows = list(csv.DictReader(stream))
     assert [int(row["step"]) for row in rows] == [0, 10, 20]  # 0: where the curves start
     assert all(0.0 <= float(row["mma5"]) <= 1.0 for row in rows)
+
+
+def test_a_missing_real_frame_folder_skips_that_validation_with_one_warning(
+    data_dir, tmp_path, caplog
+):
+    missing = tmp_path / "no_lmo_here"
+    conf = _conf(steps=2, validate_every=1, validation_bop=str(missing))
+    with caplog.at_level(logging.WARNING, logger="ockd_ros.training"):
+        final = main(conf, data_dir, tmp_path / "run")
+    assert final.is_file()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and str(missing) in warnings[0], warnings
+    with (tmp_path / "run" / "validation.csv").open() as stream:
+        rows = list(csv.DictReader(stream))
+    assert [int(row["step"]) for row in rows] == [0, 1, 2]  # the synthetic validation still runs
+    assert "real_mma5" not in rows[0]
 
 
 def test_resume_continues_from_the_saved_step(data_dir, tmp_path):
