@@ -450,35 +450,69 @@ class Estimator:
         templates near its view."""
         conf = self.conf.verify
         lookup = frame.lookup(self._grid_spacing())
-        best: tuple[Agreement, _Found] | None = None
-        for template in matches.best_templates(conf.hypotheses, bank.num_templates):
+        judged = [
+            (self._agreement(lookup, bank, found, frame), found)
+            for found in self._hypotheses(bank, frame, keypoints, matches, pnp)
+        ]
+        if not judged:
+            return None
+        evidence, best = max(judged, key=lambda pair: pair[0].count(conf.agreement))
+        if not verified(evidence, conf):
+            return None
+        best.score = evidence.share(conf.agreement)
+        return self._refined(lookup, bank, frame, best, evidence) or best
+
+    def _hypotheses(
+        self,
+        bank: TemplateBank,
+        frame: PreparedFrame,
+        keypoints: np.ndarray,
+        matches: TemplateMatches,
+        pnp: PnPConfig,
+    ) -> list[_Found]:
+        """A PnP pose from each of the `verify.hypotheses` templates with most matches."""
+        hypotheses = []
+        for template in matches.best_templates(self.conf.verify.hypotheses, bank.num_templates):
             own = matches.of_template(template)
             points, pixels = bank.points[own.bank_index], keypoints[own.frame_index]
             result = solve_pnp(points, pixels, frame.K, frame.D, pnp)
-            if result is None:
-                continue
-            rows = bank.rows_of(template)
-            found = agreement(
-                lookup,
-                bank.points[rows],
-                bank.descriptors[rows],
-                result.R,
-                result.t,
-                frame.K,
-                frame.D,
-                conf.radius,
-            )
-            if best is None or found.count(conf.agreement) > best[0].count(conf.agreement):
-                best = (
-                    found,
-                    _Found(result, points, pixels, template, found.share(conf.agreement)),
-                )
-        if best is None or not verified(best[0], conf):
-            return None
-        hypothesis = best[1]
-        result, template = hypothesis.result, hypothesis.template
-        near = np.flatnonzero(bank.view_angles(result.R, result.t) <= conf.refine_degrees)
-        rows = bank.rows_of(np.union1d(near, [template]))
+            if result is not None:
+                hypotheses.append(_Found(result, points, pixels, template, 0.0))
+        return hypotheses
+
+    def _agreement(
+        self, lookup: FrameLookup, bank: TemplateBank, found: _Found, frame: PreparedFrame
+    ) -> Agreement:
+        """How the points of `found`'s template agree with the frame at its pose."""
+        rows = bank.rows_of(found.template)
+        R, t = found.result.R, found.result.t
+        return agreement(
+            lookup,
+            bank.points[rows],
+            bank.descriptors[rows],
+            R,
+            t,
+            frame.K,
+            frame.D,
+            self.conf.verify.radius,
+        )
+
+    def _refined(
+        self,
+        lookup: FrameLookup,
+        bank: TemplateBank,
+        frame: PreparedFrame,
+        found: _Found,
+        evidence: Agreement,
+    ) -> _Found | None:
+        """`found` refined on every point of the templates near its view (`verify.refine`), or
+        None when the refinement fails or its pose agrees less with the frame."""
+        conf = self.conf.verify
+        near = np.flatnonzero(
+            bank.view_angles(found.result.R, found.result.t) <= conf.refine_degrees
+        )
+        rows = bank.interior_rows(np.union1d(near, [found.template]), conf.refine_margin)
+        result = found.result
         refined = refine(
             lookup,
             bank.points[rows],
@@ -490,15 +524,20 @@ class Estimator:
             conf,
         )
         if refined is None:
-            return hypothesis
-        all_rows = np.arange(len(refined.points))
-        return _Found(
-            PnPResult(refined.R, refined.t, all_rows),
+            return None
+        everything = np.arange(len(refined.points))
+        candidate = _Found(
+            PnPResult(refined.R, refined.t, everything),
             refined.points,
             refined.pixels,
-            template,
-            hypothesis.score,
+            found.template,
+            found.score,
         )
+        after = self._agreement(lookup, bank, candidate, frame)
+        if after.count(conf.agreement) < evidence.count(conf.agreement):
+            return None
+        candidate.score = after.share(conf.agreement)
+        return candidate
 
     def matching_at(self, scale: float) -> MatchingConfig:
         """The matching settings for features extracted at `scale`: the ratio test's radius is
