@@ -233,6 +233,7 @@ def test_cli_from_bop_never_overwrites_a_bag(tmp_path, lmo_slice, capsys):
     written = {path: path.read_bytes() for path in bag.iterdir()}
     with pytest.raises(SystemExit) as exit_info:
         cli(args)
-    assert exit_info.value.code == 2  # a usage error: choose another --out
-    assert f"{bag} exists already; a bag is never overwritten" in capsys.readouterr().err
+    assert exit_info.value.code == 1
+    error = f"ockd-bag: error: {bag} exists already; a bag is never overwritten"
+    assert capsys.readouterr().err.strip() == error
     assert {path: path.read_bytes() for path in bag.iterdir()} == written
