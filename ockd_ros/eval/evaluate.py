@@ -33,7 +33,7 @@ from ockd_ros.eval.bop import BopModel
 from ockd_ros.eval.metrics import add_error, adds_error
 from ockd_ros.eval.report import InstanceResult
 from ockd_ros.meshes import ObjectMesh, load_object
-from ockd_ros.pose.estimator import FOUND, EstimateTiming, ObjectPose
+from ockd_ros.pose.estimator import EstimateTiming, ObjectPose
 from ockd_ros.pose.tracking import TRACKED, Tracker
 
 LOG = logging.getLogger(__name__)
@@ -94,18 +94,24 @@ class EvalFrame:
 class FrameResult:
     """What one frame gave: the poses found and the errors of each ground-truth instance.
 
-    intrinsics: as fitted to the image and given to the estimator. skipped: why the frame was
-    not evaluated (then nothing else is set).
+    status: the outcome (FOUND or why not) of each object the tracker looked for in the frame;
+    an object waiting for the next full search was not looked for, so it is neither searched
+    nor missed here. intrinsics: as fitted to the image and given to the estimator. skipped: why
+    the frame was not evaluated (then nothing else is set).
     """
 
     poses: list[ObjectPose] = field(default_factory=list)
     instances: list[InstanceResult] = field(default_factory=list)
-    searched: list[str] = field(default_factory=list)
     timing: EstimateTiming | None = None
     status: dict[str, str] = field(default_factory=dict)
     tracked: int = 0  # poses found around their prior (the others by a full search)
     intrinsics: CameraIntrinsics | None = None
     skipped: str | None = None
+
+    @property
+    def searched(self) -> list[str]:
+        """The objects looked for in this frame."""
+        return list(self.status)
 
 
 class FrameWriter(Protocol):
@@ -254,10 +260,8 @@ class Evaluator:
             instances=score_instances(
                 poses, frame.ground_truth, self.targets, frame.scene_id, frame.im_id
             ),
-            searched=names,
             timing=tracker.last_timing,
-            # A tracked frame may take two searches; the last one only knows the lost objects.
-            status={**tracker.estimator.last_status, **{pose.name: FOUND for pose in poses}},
+            status=dict(tracker.last_status),
             tracked=sum(mode == TRACKED for mode in tracker.last_mode.values()),
             intrinsics=intrinsics,
         )
