@@ -79,15 +79,19 @@ class EvalFrame:
     scene_id, im_id: where the frame comes from (a BOP scene and image; 0 and the image's index
     in a bag).
     objects: the objects to look for; None for every target (BOP looks for the annotated ones).
+    skipped: why the source could not give this frame as the node would take it (an image that
+    does not decode: `rgb` is None; a CameraInfo with unusable intrinsics); the frame is
+    skipped and counted.
     """
 
-    rgb: np.ndarray
+    rgb: np.ndarray | None
     intrinsics: CameraIntrinsics | None
     ground_truth: list[tuple[str, np.ndarray]]
     stamp: int | None = None
     scene_id: int = 0
     im_id: int = 0
     objects: tuple[str, ...] | None = None
+    skipped: str | None = None
 
 
 @dataclass
@@ -241,6 +245,8 @@ class Evaluator:
 
     def evaluate_frame(self, frame: EvalFrame) -> FrameResult:
         """The one per-frame step: fit the intrinsics as the node does, track, score."""
+        if frame.skipped:  # a frame the node would skip too
+            return FrameResult(skipped=frame.skipped)
         if frame.intrinsics is None:
             # Drivers often start the image stream a moment before CameraInfo: skip, do not fail.
             return FrameResult(skipped=NO_CAMERA_INFO)
