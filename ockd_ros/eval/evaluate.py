@@ -125,14 +125,15 @@ class FrameWriter(Protocol):
 
 
 def score_instances(
-    poses: Sequence[ObjectPose],
+    poses: Mapping[str, np.ndarray],
     ground_truth: Sequence[tuple[str, np.ndarray]],
     targets: Mapping[str, Target],
     scene_id: int = 0,
     im_id: int = 0,
 ) -> list[InstanceResult]:
     """ADD and ADD-S of every ground-truth instance of the targets (other objects are not
-    scored).
+    scored), given the estimated `T_cam_obj` (4×4) of each object found in the frame: by the
+    estimator, or by the node (`make demo` scores what it published).
 
     The estimator gives at most one pose per object while a frame may hold several instances of
     it (BOP scenes do): the pose is scored against the instance it is closest to (by ADD-S for
@@ -140,12 +141,11 @@ def score_instances(
     infinite errors. True rotations are taken to the rotation a quaternion holds, which is how a
     bag stores them: BOP's text files round R off a rotation by up to ~1e-4.
     """
-    found = {pose.name: pose for pose in poses}
     results = []
     for name in dict.fromkeys(name for name, _ in ground_truth if name in targets):
         target = targets[name]
         truths = [_rigid(T) for other, T in ground_truth if other == name]
-        for add, adds in _instance_errors(found.get(name), truths, target):
+        for add, adds in _instance_errors(poses.get(name), truths, target):
             results.append(
                 InstanceResult(
                     scene_id,
@@ -162,15 +162,16 @@ def score_instances(
 
 
 def _instance_errors(
-    pose: ObjectPose | None, truths: list[np.ndarray], target: Target
+    pose: np.ndarray | None, truths: list[np.ndarray], target: Target
 ) -> list[tuple[float, float]]:
     missed = (np.inf, np.inf)
     if pose is None:
         return [missed] * len(truths)
+    R, t = pose[:3, :3], pose[:3, 3]
     errors = [
         (
-            add_error(pose.R, pose.t, T[:3, :3], T[:3, 3], target.points),
-            adds_error(pose.R, pose.t, T[:3, :3], T[:3, 3], target.points),
+            add_error(R, t, T[:3, :3], T[:3, 3], target.points),
+            adds_error(R, t, T[:3, :3], T[:3, 3], target.points),
         )
         for T in truths
     ]
@@ -264,7 +265,11 @@ class Evaluator:
         return FrameResult(
             poses=poses,
             instances=score_instances(
-                poses, frame.ground_truth, self.targets, frame.scene_id, frame.im_id
+                {pose.name: pose.matrix for pose in poses},
+                frame.ground_truth,
+                self.targets,
+                frame.scene_id,
+                frame.im_id,
             ),
             timing=tracker.last_timing,
             status=dict(tracker.last_status),
