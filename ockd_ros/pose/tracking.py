@@ -213,7 +213,13 @@ class Tracker:
         return poses
 
     def _search_zoomed(
-        self, rgb, K, D, boxes: dict[str, tuple], timings: list[EstimateTiming], status: dict
+        self,
+        rgb,
+        K,
+        D,
+        boxes: dict[str, tuple],
+        timings: list[EstimateTiming],
+        status: dict[str, str],
     ) -> list[ObjectPose]:
         """The objects of `boxes` found each on its own box, resized to its templates' scale."""
         poses = []

@@ -57,6 +57,7 @@ def test_tracking_follows_a_moving_camera(renderer, objects, estimator, zoom):
             translation, angle = _errors(poses[name], truth)
             assert translation < 0.01 and angle < 5.0, (frame, name, translation, angle)
         modes.append(tracker.last_mode)
+        assert tracker.last_status == dict.fromkeys(NAMES, FOUND), frame
     assert modes[0] == dict.fromkeys(NAMES, SEARCHED)  # no prior yet
     assert all(mode == dict.fromkeys(NAMES, TRACKED) for mode in modes[1:])
 
