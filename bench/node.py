@@ -11,8 +11,9 @@ meaningful today), then
 
 With `--tracking`, instead: a moving-camera synthetic bag of three default objects (60 frames,
 `ockd-bag record-synthetic`) is played at `--rate` Hz (5) into the node with tracking off, then
-on, per backend, in one run; printed per run: frames answered (at least one pose), poses, ADD-S
-recall at 10 % of the diameter, median ADD-S and latency.
+on, per backend, in one run; printed per run, scored as `make demo` scores (the evaluator's rule):
+frames answered (at least one pose), instances found / visible, recall (ADD(-S) below 10 % of
+the diameter), median ADD(-S) and latency.
 
     python bench/node.py --tracking [--backends ockd sift] [--rate 5]
 """
@@ -36,7 +37,7 @@ from ockd_ros.features import BACKENDS
 from ockd_ros.meshes import load_object
 from ockd_ros.pose import Estimator, default_config
 from ockd_ros.render import Renderer
-from ockd_ros.ros.bag_demo import BagDemoConfig, node_results, play_through_node
+from ockd_ros.ros.bag_demo import ALL, BagDemoConfig, node_results, play_through_node
 from ockd_ros.ros.domain import private_domain
 from ockd_ros.ros.peer import CameraPublisher, Peer
 from ockd_ros.samples import render_sample_scene
@@ -117,8 +118,8 @@ def tracking_against_full(args) -> None:
     if not bag.exists():
         record_synthetic(SyntheticBagConfig(objects=conf.objects, frames=conf.frames), bag)
     print(f"{conf.frames} frames of {', '.join(conf.objects)} at {conf.rate:g} Hz into the node")
-    print("| backend | tracking | frames answered | poses | ADD-S < 0.1d | median ADD-S mm "
-          "| latency ms |")  # fmt: skip
+    print("| backend | tracking | frames answered | found / visible | ADD(-S) < 0.1d "
+          "| median ADD(-S) mm | latency ms |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
     for backend in args.backends:
         for tracking in (False, True):
@@ -126,15 +127,12 @@ def tracking_against_full(args) -> None:
             received, published = play_through_node(
                 conf, backend, bag, log, (f"tracking:={str(tracking).lower()}",)
             )
-            results = node_results(conf, bag, received, published)
+            pooled = node_results(conf, bag, received, published)[ALL]
             answered = {stamp_ns(msg) for poses in received.values() for msg, _ in poses}
-            poses = sum(r.found for r in results.values())
-            recall = sum(r.recall * r.found for r in results.values()) / max(poses, 1)
-            adds = np.nanmedian([r.median_adds for r in results.values()])
-            latency = np.nanmedian([r.latency_ms for r in results.values()])
             print(f"| {backend} | {'on' if tracking else 'off'} "
                   f"| {len(answered)}/{len(published)} ({len(answered) / len(published):.0%}) "
-                  f"| {poses} | {recall:.0%} | {1000 * adds:.1f} | {latency:.0f} |")  # fmt: skip
+                  f"| {pooled.found}/{pooled.visible} | {pooled.recall:.0f} % "
+                  f"| {1000 * pooled.median_error:.1f} | {pooled.latency_ms:.0f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

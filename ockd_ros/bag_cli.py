@@ -20,7 +20,6 @@ import yaml
 
 from ockd_ros.bags import (
     STORAGES,
-    BagError,
     BagEvalConfig,
     BagTopics,
     BopBagConfig,
@@ -29,18 +28,9 @@ from ockd_ros.bags import (
     from_bop,
     record_synthetic,
 )
+from ockd_ros.command_line import one_line_errors, parse_size
 from ockd_ros.eval.cli import add_estimator_arguments, estimator_config_from_args
-from ockd_ros.meshes import MeshLoadError
 from ockd_ros.pose.tracking import TrackingConfig
-
-
-def _size(text: str) -> tuple[int, int]:
-    # Not training.scenes.parse_size: importing it loads pybullet, which `eval` does not need.
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"size must look like 640x480, got {text!r}") from error
-    return width, height
 
 
 def _yaml_mapping(path: Path) -> dict:
@@ -77,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     record.add_argument("--out", type=Path, required=True, help="new bag folder")
     record.add_argument("--objects", nargs="+", default=list(SyntheticBagConfig.objects))
     record.add_argument("--frames", type=int, default=SyntheticBagConfig.frames)
-    record.add_argument("--size", type=_size, default=SyntheticBagConfig.size, help="WxH")
+    record.add_argument("--size", type=parse_size, default=SyntheticBagConfig.size, help="WxH")
     record.add_argument("--rate", type=float, default=SyntheticBagConfig.rate, help="Hz")
     record.add_argument("--seed", type=int, default=SyntheticBagConfig.seed)
     record.add_argument("--storage", choices=list(STORAGES), default="sqlite3")
@@ -125,7 +115,7 @@ def cli(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     command = shlex.join(["ockd-bag", *(sys.argv[1:] if argv is None else argv)])
-    try:
+    with one_line_errors("ockd-bag"):
         if args.command == "record-synthetic":
             conf = SyntheticBagConfig(
                 objects=tuple(args.objects),
@@ -166,12 +156,6 @@ def cli(argv: list[str] | None = None) -> None:
             result = evaluate_bag(conf, args.bag, args.out, command)
             print(result.report.read_text())
             print(f"report: {result.report}\nresults bag: {result.results_bag}")
-    except BagError as error:
-        # Not a usage error: the message says what is wrong with the bag.
-        print(f"ockd-bag: error: {error}", file=sys.stderr)
-        raise SystemExit(1) from error
-    except (FileNotFoundError, KeyError, ValueError, MeshLoadError) as error:
-        parser.error(str(error))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ockd_ros.command_line import one_line_errors
 from ockd_ros.config import merge_config
 from ockd_ros.eval.metrics import add_error, adds_error
 from ockd_ros.features import BACKENDS, takes_device
@@ -118,7 +119,8 @@ def cli(argv: list[str] | None = None) -> None:
     conf = DemoConfig(
         objects=tuple(args.objects), backends=tuple(args.backends), device=args.device
     )
-    main(conf, args.out)
+    with one_line_errors("ockd-demo"):
+        main(conf, args.out)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
+from rosbags.rosbag2 import Writer
 from scipy.spatial.transform import Rotation
 
 from ockd_ros.bag_cli import cli
@@ -19,13 +20,17 @@ from ockd_ros.bags import (
     BopBagConfig,
     SyntheticBagConfig,
     bop_stamp,
+    camera_info_message,
     evaluate_bag,
     frame_stamp,
     from_bop,
     image_message,
     pose_from_message,
+    pose_message,
     record_synthetic,
+    stamp_ns,
 )
+from ockd_ros.bags.messages import CAMERA_INFO, IMAGE
 from ockd_ros.geometry import make_pose
 from ockd_ros.pose import EstimatorConfig, TemplateConfig
 from test.paths import LMO
@@ -164,17 +169,69 @@ def test_eval_recovers_synthetic_poses(tmp_path, synthetic_bag, estimator_conf, 
         assert np.isfinite(pose_from_message(msg)).all()
 
 
-def test_eval_keeps_results_before_a_broken_frame(tmp_path, synthetic_bag, estimator_conf):
-    # Copy two good frames, then an image in an encoding nobody decodes.
-    bag = tmp_path / "broken"
-    with BagSource(synthetic_bag) as source, BagWriter(bag) as out:
-        for frame in list(source.frames())[:2]:
-            out.write_frame(frame.stamp, frame.rgb, frame.intrinsics.K, frame.ground_truth)
-        bad = image_message(frame.rgb, frame_stamp(2, 10.0))
-        bad.encoding = "yuv_exotic"
-        out.write("/image", bad)
+def test_eval_skips_bad_frames_as_the_node_does_and_counts_them(
+    tmp_path, synthetic_bag, estimator_conf
+):
+    """A corrupt image and a CameraInfo with a zero K in the middle of a bag: each is skipped
+    (the image; the image that follows the CameraInfo) and counted with its reason, and every
+    other frame is evaluated."""
+    bag = tmp_path / "bad_frames"
+    with BagSource(synthetic_bag) as source:
+        good = list(source.frames())
+    frames = [good[0], good[1], good[2], good[1], good[2]]  # re-stamped: five frames
+    with BagWriter(bag) as out:
+        for index, frame in enumerate(frames):
+            stamp, size = frame_stamp(index, 10.0), frame.intrinsics.size
+            K = np.zeros((3, 3)) if index == 2 else frame.intrinsics.K
+            out.write("/camera_info", camera_info_message(K, size, stamp))
+            image = image_message(frame.rgb, stamp)
+            if index == 1:
+                image.data = image.data[: len(image.data) // 2]  # cut: rows missing
+            out.write("/image", image)
+            for name, T in frame.ground_truth:
+                out.write(f"/gt_poses/{name}", pose_message(T, stamp))
+
+    conf = BagEvalConfig(objects=OBJECTS, overlays=0, estimator=estimator_conf)
+    result = evaluate_bag(conf, bag, tmp_path / "out")
+    assert (result.frames, result.skipped, result.error) == (3, 2, None)
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["frames"] == 3 and metrics["error"] is None
+    reasons = sorted(metrics["skipped"])
+    assert len(reasons) == 2 and all(metrics["skipped"][r] == 1 for r in reasons)
+    assert "image data does not match its header" in reasons[1]
+    assert "CameraInfo has an unusable K" in reasons[0]
+    assert sorted({r["im_id"] for r in metrics["instances"]}) == [0, 3, 4]
+    report = result.report.read_text()
+    assert "frames evaluated: 3" in report
+    for reason in reasons:
+        assert f"{reason}: 1" in report
+    with AnyReader([result.results_bag], default_typestore=TYPESTORE) as reader:
+        stamps = {stamp_ns(reader.deserialize(raw, c.msgtype)) for c, _, raw in reader.messages()}
+    assert stamps and stamps <= {frame_stamp(i, 10.0) for i in (0, 3, 4)}  # only frames evaluated
+
+
+def test_eval_keeps_results_before_storage_that_cannot_be_read(
+    tmp_path, synthetic_bag, estimator_conf
+):
+    # Two good frames, then an image message whose bytes are cut short: not a frame to skip but
+    # a damaged bag, so the run stops there and keeps what came before.
+    bag = tmp_path / "damaged"
+    with BagSource(synthetic_bag) as source:
+        frames = list(source.frames())[:2]
+    with Writer(bag, version=9) as writer:
+        info = writer.add_connection("/camera_info", CAMERA_INFO, typestore=TYPESTORE)
+        image = writer.add_connection("/image", IMAGE, typestore=TYPESTORE)
+        for frame in frames:
+            size = frame.intrinsics.size
+            msg = camera_info_message(frame.intrinsics.K, size, frame.stamp)
+            writer.write(info, frame.stamp, TYPESTORE.serialize_cdr(msg, CAMERA_INFO))
+            msg = image_message(frame.rgb, frame.stamp)
+            writer.write(image, frame.stamp, TYPESTORE.serialize_cdr(msg, IMAGE))
+        stamp = frame_stamp(2, 10.0)
+        raw = TYPESTORE.serialize_cdr(image_message(frames[0].rgb, stamp), IMAGE)
+        writer.write(image, stamp, raw[: len(raw) // 2])
     conf = BagEvalConfig(objects=OBJECTS[:1], overlays=0, estimator=estimator_conf)
-    with pytest.raises(BagError, match=r"yuv_exotic.*results of the 2 frames"):
+    with pytest.raises(BagError, match=r"cannot decode a sensor_msgs.*results of the 2 frames"):
         evaluate_bag(conf, bag, tmp_path / "out")
     assert "stopped early" in (tmp_path / "out" / "report.md").read_text()
     assert (tmp_path / "out" / "poses" / "metadata.yaml").is_file()
@@ -233,6 +290,7 @@ def test_cli_from_bop_never_overwrites_a_bag(tmp_path, lmo_slice, capsys):
     written = {path: path.read_bytes() for path in bag.iterdir()}
     with pytest.raises(SystemExit) as exit_info:
         cli(args)
-    assert exit_info.value.code == 2  # a usage error: choose another --out
-    assert f"{bag} exists already; a bag is never overwritten" in capsys.readouterr().err
+    assert exit_info.value.code == 1
+    error = f"ockd-bag: error: {bag} exists already; a bag is never overwritten"
+    assert capsys.readouterr().err.strip() == error
     assert {path: path.read_bytes() for path in bag.iterdir()} == written

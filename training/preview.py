@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ockd_ros.command_line import one_line_errors
 from ockd_ros.training.pairs import PairConfig, load_pair
 from ockd_ros.training.scene_format import SceneMeta, read_frame, read_scene
 
@@ -139,11 +140,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gap", type=int, default=1, help="frame gap of the drawn pair")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    sheet = contact_sheet(args.scene, args.frames, args.matches, args.gap)
-    out = args.out or args.scene.with_suffix(".png")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"cannot write {out}")
+    with one_line_errors("ockd-preview"):
+        sheet = contact_sheet(args.scene, args.frames, args.matches, args.gap)
+        out = args.out or args.scene.with_suffix(".png")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"cannot write {out}")
     print(out)
     return 0
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pybullet as pb
 
+from ockd_ros.command_line import one_line_errors, parse_size
 from ockd_ros.config import load_config, merge_config
 from ockd_ros.geometry import make_pose
 from ockd_ros.meshes import ObjectMesh
@@ -250,14 +251,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"size must look like 320x240, got {text!r}") from error
-    return width, height
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="ockd-gen", description="Generate PPDR training scenes (see training/README.md)."
@@ -290,12 +283,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seed": args.seed,
         "i0": False if args.no_i0 else None,
     }
-    try:
+    with one_line_errors("ockd-gen"):  # bad config or no usable mesh: a message, no traceback
         conf = load_config(SceneConfig(), args.config) if args.config else SceneConfig()
         conf = merge_config(conf, {k: v for k, v in overrides.items() if v is not None})
         generate(conf, args.out, args.shard, progress=not args.quiet)
-    except ValueError as error:  # bad config or no usable mesh: a message, not a traceback
-        parser.error(str(error))
     return 0
 
 

@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
+from ockd_ros.command_line import one_line_errors
 from ockd_ros.config import load_config, merge_config
 from ockd_ros.device import resolve_device
 from ockd_ros.model.checkpoint import (
@@ -37,7 +38,7 @@ from ockd_ros.model.checkpoint import (
     save_checkpoint,
 )
 from ockd_ros.model.network import NetworkConfig, OCKDNet
-from ockd_ros.model.pretrained import PretrainedWeightsError, load_pretrained
+from ockd_ros.model.pretrained import load_pretrained
 from ockd_ros.progress import progress_bar
 from ockd_ros.training.augment import AugmentConfig
 from ockd_ros.training.data import DataConfig, TrainingPairs, collate_pairs
@@ -408,21 +409,13 @@ def cli(argv: list[str] | None = None) -> None:
     parser.add_argument("--init", type=Path, help="override the checkpoint to start from")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    conf = load_config(TrainConfig(), args.config) if args.config else TrainConfig()
-    if args.steps:
-        conf = dataclasses.replace(conf, steps=args.steps)
-    if args.init:
-        conf = dataclasses.replace(conf, init=str(args.init))
-    try:
+    with one_line_errors("ockd-train", TrainingError):
+        conf = load_config(TrainConfig(), args.config) if args.config else TrainConfig()
+        if args.steps:
+            conf = dataclasses.replace(conf, steps=args.steps)
+        if args.init:
+            conf = dataclasses.replace(conf, init=str(args.init))
         final = main(conf, args.data, args.out, args.resume)
-    except (
-        TrainingError,
-        CheckpointError,
-        PretrainedWeightsError,
-        FileNotFoundError,
-        ValueError,
-    ) as error:
-        sys.exit(f"ockd-train: {error}")
     print(f"final checkpoint: {final}")
 
 

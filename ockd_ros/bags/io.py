@@ -41,8 +41,11 @@ STAMP_EPOCH_NS = 1_767_225_600 * 10**9  # 2026-01-01 00:00 UTC: a fixed, recogni
 
 
 class BagError(ValueError):
-    """A bag that cannot be used: missing, corrupt or truncated, a topic missing or of the wrong
-    type. The message names the bag and what is wrong."""
+    """A bag that cannot be used: missing, its storage corrupt or truncated (a message whose
+    bytes do not deserialize included), a topic missing or of the wrong type. The message names
+    the bag and what is wrong. A frame that is only bad in content (an image that does not
+    decode, a CameraInfo with unusable intrinsics) is not one: it is skipped, as the node skips
+    it."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,9 @@ def frame_stamp(index: int, rate: float) -> int:
 class BagFrame(EvalFrame):
     """One image of a bag with what was known at its time, as the evaluator takes it.
 
-    intrinsics: from the latest CameraInfo before the image (None if none came yet).
+    intrinsics: from the latest CameraInfo before the image (None if none came yet, or if that
+    CameraInfo is unusable: then `skipped` says why, as it does for an image that does not
+    decode, whose `rgb` is None).
     ground_truth: (object name, `T_cam_obj`) of the gt poses with the image's header stamp.
     im_id: the image's index in the bag. log_time: when the bag logged it (ns). frame_id: of its
     header.
@@ -143,7 +148,8 @@ class BagSource:
 
     Opening checks the topics: the image topic must exist and be an Image or CompressedImage,
     the CameraInfo topic must exist. Corrupt or truncated storage raises `BagError` naming the
-    bag and how many frames were read before the damage.
+    bag and how many frames were read before the damage; those frames are yielded first.
+    frames_read: images read so far.
     """
 
     def __init__(self, path: str | Path, topics: BagTopics = BagTopics(), rectified: bool = False):
@@ -238,27 +244,36 @@ class BagSource:
 
     def frames(self) -> Iterator[BagFrame]:
         """The images in log-time order. An image is yielded once the next image arrives (or the
-        bag ends), so ground truth logged just after it is still attached."""
-        reader = self._reader
+        bag ends), so ground truth logged just after it is still attached.
+
+        The node's rules: an image that does not decode, or whose latest CameraInfo has unusable
+        intrinsics, is a frame to skip (`skipped` says why), not the end of the bag.
+        """
         info_ids = {c.id for c in self.camera_info}
         image_ids = {c.id for c in self.image}
-        intrinsics = None
+        camera: CameraIntrinsics | str | None = None  # the latest CameraInfo, or why it is unusable
         pending = None
         gt_by_stamp: dict[int, list[tuple[str, np.ndarray]]] = {}
-        messages = reader.messages(
+        messages = self._reader.messages(
             connections=[*self.image, *self.camera_info, *self.gt_connections]
         )
-        for conn, log_time, raw in self._guarded(messages):
-            msg = self._deserialize(raw, conn)
-            if conn.id in info_ids:
-                intrinsics = self._intrinsics(msg)
-            elif conn.id in image_ids:
-                if pending is not None:
-                    yield self._frame(*pending, gt_by_stamp)
-                pending = (log_time, msg, intrinsics)
-            else:
-                instance = (self.gt[conn.id], pose_from_message(msg))
-                gt_by_stamp.setdefault(stamp_ns(msg), []).append(instance)
+        try:
+            for conn, log_time, raw in self._guarded(messages):
+                msg = self._deserialize(raw, conn)
+                if conn.id in info_ids:
+                    camera = self._intrinsics(msg)
+                elif conn.id in image_ids:
+                    if pending is not None:
+                        yield self._frame(*pending, gt_by_stamp)
+                    pending = (self.frames_read, log_time, msg, camera)
+                    self.frames_read += 1
+                else:
+                    instance = (self.gt[conn.id], pose_from_message(msg))
+                    gt_by_stamp.setdefault(stamp_ns(msg), []).append(instance)
+        except BagError:
+            if pending is not None:  # read whole before the damage: it counts
+                yield self._frame(*pending, gt_by_stamp)
+            raise
         if pending is not None:
             yield self._frame(*pending, gt_by_stamp)
 
@@ -281,33 +296,34 @@ class BagSource:
                 f"{self.frames_read} frames: {error}"
             ) from error
 
-    def _intrinsics(self, msg) -> CameraIntrinsics:
+    def _intrinsics(self, msg) -> CameraIntrinsics | str:
+        """The intrinsics of a CameraInfo, or why they cannot be used."""
         try:
             return camera_info_to_intrinsics(msg, rectified=self.rectified)
         except ValueError as error:
-            raise BagError(f"bag {self.path}: {error}") from error
+            return str(error)
 
-    def _frame(self, log_time, msg, intrinsics, gt_by_stamp) -> BagFrame:
+    def _frame(self, im_id, log_time, msg, camera, gt_by_stamp) -> BagFrame:
         stamp = stamp_ns(msg)
+        skipped = camera if isinstance(camera, str) else None
         try:
             if msg.__msgtype__ == COMPRESSED_IMAGE:
                 rgb = compressed_message_to_rgb(msg)
             else:
                 rgb = image_message_to_rgb(msg)
         except ImageDecodeError as error:
-            raise BagError(f"bag {self.path}, image {self.frames_read}: {error}") from error
+            rgb, skipped = None, str(error)
         truth = gt_by_stamp.pop(stamp, [])
         # Ground truth that never met its image is dropped, so memory stays constant.
         for old in [s for s in gt_by_stamp if s < stamp]:
             del gt_by_stamp[old]
-        frame = BagFrame(
+        return BagFrame(
             rgb,
-            intrinsics,
+            None if skipped else camera,
             truth,
             stamp=stamp,
-            im_id=self.frames_read,
+            im_id=im_id,
+            skipped=skipped,
             log_time=log_time,
             frame_id=msg.header.frame_id,
         )
-        self.frames_read += 1
-        return frame

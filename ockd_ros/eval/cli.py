@@ -16,10 +16,11 @@ from pathlib import Path
 
 import yaml
 
+from ockd_ros.command_line import one_line_errors
 from ockd_ros.config import load_config, merge_config
 from ockd_ros.eval.bop_eval import BopEvalConfig, evaluate_bop
 from ockd_ros.features import BACKENDS, takes_device
-from ockd_ros.meshes import MeshLoadError, load_object, resolve_object
+from ockd_ros.meshes import load_object, resolve_object
 from ockd_ros.pose.estimator import Estimator, EstimatorConfig, default_config
 from ockd_ros.pose.templates import cache_path, default_cache_dir
 
@@ -98,7 +99,7 @@ def eval_cli(argv: list[str] | None = None) -> None:
     add_estimator_arguments(bop)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    try:
+    with one_line_errors("ockd-eval"):
         conf = BopEvalConfig(
             dataset=str(args.dataset),
             split=args.split,
@@ -110,8 +111,6 @@ def eval_cli(argv: list[str] | None = None) -> None:
         evaluate_bop(
             conf, args.out, shlex.join(["ockd-eval", *(sys.argv[1:] if argv is None else argv)])
         )
-    except (FileNotFoundError, ValueError, MeshLoadError) as error:
-        parser.error(str(error))
 
 
 def templates_cli(argv: list[str] | None = None) -> None:
@@ -124,7 +123,7 @@ def templates_cli(argv: list[str] | None = None) -> None:
     add_estimator_arguments(build)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    try:
+    with one_line_errors("ockd-templates"):
         conf = TemplatesBuildConfig(
             objects=tuple(args.objects),
             units=args.units,
@@ -132,8 +131,6 @@ def templates_cli(argv: list[str] | None = None) -> None:
             estimator=estimator_config_from_args(args),
         )
         build_templates(conf)
-    except (FileNotFoundError, KeyError, ValueError, MeshLoadError) as error:
-        parser.error(str(error))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from ockd_ros.eval.bop import BopModel
 from ockd_ros.eval.metrics import add_error, adds_error
 from ockd_ros.eval.report import InstanceResult
 from ockd_ros.meshes import ObjectMesh, load_object
-from ockd_ros.pose.estimator import FOUND, EstimateTiming, ObjectPose
+from ockd_ros.pose.estimator import EstimateTiming, ObjectPose
 from ockd_ros.pose.tracking import TRACKED, Tracker
 from ockd_ros.progress import progress_bar
 
@@ -79,33 +79,43 @@ class EvalFrame:
     scene_id, im_id: where the frame comes from (a BOP scene and image; 0 and the image's index
     in a bag).
     objects: the objects to look for; None for every target (BOP looks for the annotated ones).
+    skipped: why the source could not give this frame as the node would take it (an image that
+    does not decode: `rgb` is None; a CameraInfo with unusable intrinsics); the frame is
+    skipped and counted.
     """
 
-    rgb: np.ndarray
+    rgb: np.ndarray | None
     intrinsics: CameraIntrinsics | None
     ground_truth: list[tuple[str, np.ndarray]]
     stamp: int | None = None
     scene_id: int = 0
     im_id: int = 0
     objects: tuple[str, ...] | None = None
+    skipped: str | None = None
 
 
 @dataclass
 class FrameResult:
     """What one frame gave: the poses found and the errors of each ground-truth instance.
 
-    intrinsics: as fitted to the image and given to the estimator. skipped: why the frame was
-    not evaluated (then nothing else is set).
+    status: the outcome (FOUND or why not) of each object the tracker looked for in the frame;
+    an object waiting for the next full search was not looked for, so it is neither searched
+    nor missed here. intrinsics: as fitted to the image and given to the estimator. skipped: why
+    the frame was not evaluated (then nothing else is set).
     """
 
     poses: list[ObjectPose] = field(default_factory=list)
     instances: list[InstanceResult] = field(default_factory=list)
-    searched: list[str] = field(default_factory=list)
     timing: EstimateTiming | None = None
     status: dict[str, str] = field(default_factory=dict)
     tracked: int = 0  # poses found around their prior (the others by a full search)
     intrinsics: CameraIntrinsics | None = None
     skipped: str | None = None
+
+    @property
+    def searched(self) -> list[str]:
+        """The objects looked for in this frame."""
+        return list(self.status)
 
 
 class FrameWriter(Protocol):
@@ -115,14 +125,15 @@ class FrameWriter(Protocol):
 
 
 def score_instances(
-    poses: Sequence[ObjectPose],
+    poses: Mapping[str, np.ndarray],
     ground_truth: Sequence[tuple[str, np.ndarray]],
     targets: Mapping[str, Target],
     scene_id: int = 0,
     im_id: int = 0,
 ) -> list[InstanceResult]:
     """ADD and ADD-S of every ground-truth instance of the targets (other objects are not
-    scored).
+    scored), given the estimated `T_cam_obj` (4×4) of each object found in the frame: by the
+    estimator, or by the node (`make demo` scores what it published).
 
     The estimator gives at most one pose per object while a frame may hold several instances of
     it (BOP scenes do): the pose is scored against the instance it is closest to (by ADD-S for
@@ -130,12 +141,11 @@ def score_instances(
     infinite errors. True rotations are taken to the rotation a quaternion holds, which is how a
     bag stores them: BOP's text files round R off a rotation by up to ~1e-4.
     """
-    found = {pose.name: pose for pose in poses}
     results = []
     for name in dict.fromkeys(name for name, _ in ground_truth if name in targets):
         target = targets[name]
         truths = [_rigid(T) for other, T in ground_truth if other == name]
-        for add, adds in _instance_errors(found.get(name), truths, target):
+        for add, adds in _instance_errors(poses.get(name), truths, target):
             results.append(
                 InstanceResult(
                     scene_id,
@@ -152,15 +162,16 @@ def score_instances(
 
 
 def _instance_errors(
-    pose: ObjectPose | None, truths: list[np.ndarray], target: Target
+    pose: np.ndarray | None, truths: list[np.ndarray], target: Target
 ) -> list[tuple[float, float]]:
     missed = (np.inf, np.inf)
     if pose is None:
         return [missed] * len(truths)
+    R, t = pose[:3, :3], pose[:3, 3]
     errors = [
         (
-            add_error(pose.R, pose.t, T[:3, :3], T[:3, 3], target.points),
-            adds_error(pose.R, pose.t, T[:3, :3], T[:3, 3], target.points),
+            add_error(R, t, T[:3, :3], T[:3, 3], target.points),
+            adds_error(R, t, T[:3, :3], T[:3, 3], target.points),
         )
         for T in truths
     ]
@@ -235,6 +246,8 @@ class Evaluator:
 
     def evaluate_frame(self, frame: EvalFrame) -> FrameResult:
         """The one per-frame step: fit the intrinsics as the node does, track, score."""
+        if frame.skipped:  # a frame the node would skip too
+            return FrameResult(skipped=frame.skipped)
         if frame.intrinsics is None:
             # Drivers often start the image stream a moment before CameraInfo: skip, do not fail.
             return FrameResult(skipped=NO_CAMERA_INFO)
@@ -252,12 +265,14 @@ class Evaluator:
         return FrameResult(
             poses=poses,
             instances=score_instances(
-                poses, frame.ground_truth, self.targets, frame.scene_id, frame.im_id
+                {pose.name: pose.matrix for pose in poses},
+                frame.ground_truth,
+                self.targets,
+                frame.scene_id,
+                frame.im_id,
             ),
-            searched=names,
             timing=tracker.last_timing,
-            # A tracked frame may take two searches; the last one only knows the lost objects.
-            status={**tracker.estimator.last_status, **{pose.name: FOUND for pose in poses}},
+            status=dict(tracker.last_status),
             tracked=sum(mode == TRACKED for mode in tracker.last_mode.values()),
             intrinsics=intrinsics,
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -96,17 +95,6 @@ def markdown_table(summaries: Sequence[ObjectSummary]) -> str:
             f"| {s.adds_auc:.1f} | {s.add_or_adds_auc:.1f} | {s.recall:.1f} |"
         )
     return "\n".join(lines)
-
-
-def write_report(
-    path: str | Path, summaries: Sequence[ObjectSummary], header: Sequence[str] = ()
-) -> Path:
-    """A Markdown report: `header` lines (command, settings, timings) then the metrics table."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = "\n".join([*header, "", markdown_table(summaries), ""])
-    path.write_text(text)
-    return path
 
 
 def outline_overlay(

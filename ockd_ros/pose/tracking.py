@@ -108,7 +108,9 @@ class Tracker:
     """Poses of an `Estimator`'s objects over a stream of frames of one camera.
 
     `track` takes the frames in order; `last_mode` says, per object found, whether it was
-    TRACKED or SEARCHED, and `last_timing` sums the estimator's steps over the frame.
+    TRACKED or SEARCHED; `last_status` gives the outcome of each object looked for in the frame
+    (FOUND or the estimator's reason), and only of those: an object waiting for the next full
+    search is not in it; `last_timing` sums the estimator's steps over the frame.
     """
 
     def __init__(self, estimator: Estimator, conf: TrackingConfig | None = None):
@@ -117,6 +119,7 @@ class Tracker:
         self.estimator = estimator
         self.filter = PoseFilter(self.conf.filter)
         self.last_mode: dict[str, str] = {}
+        self.last_status: dict[str, str] = {}
         self.last_timing = EstimateTiming()
         self.reset()
 
@@ -154,19 +157,20 @@ class Tracker:
         found: dict[str, ObjectPose] = {}
         modes: dict[str, str] = {}
         timings: list[EstimateTiming] = []
+        status: dict[str, str] = {}  # a lost object's full search overwrites its tracked one
         whole = None  # features of the whole image, once some object needs them
         if tracked:
             boxes = {
                 name: self._box(self._priors[name].pose, K, (width, height)) for name in tracked
             }
             if self.conf.zoom:
-                near = self._search_zoomed(rgb, K, D, boxes, timings)
+                near = self._search_zoomed(rgb, K, D, boxes, timings, status)
             else:
                 # One window around every box; the whole image when some object needs it anyway.
                 roi = None if must_search else _union(boxes.values())
                 frame = self.estimator.prepare(rgb, K, D, roi=roi)
                 whole = frame if roi is None else None
-                near = self._search_boxes(frame, boxes, timings)
+                near = self._search_boxes(frame, boxes, timings, status)
             for pose in near:
                 found[pose.name], modes[pose.name] = pose, TRACKED
         searched = must_search + [name for name in tracked if name not in found]  # + the lost
@@ -176,6 +180,7 @@ class Tracker:
             for pose in self.estimator.search(whole, searched):
                 found[pose.name], modes[pose.name] = pose, SEARCHED
             timings.append(self.estimator.last_timing)
+            status.update(self.estimator.last_status)
         self._searched.update(searched)
         self._frames_since_full = 0 if full else self._frames_since_full + 1
         if full:
@@ -187,11 +192,16 @@ class Tracker:
                 self._priors.pop(name, None)
                 self.filter.forget(name)
         self.last_mode = modes
+        self.last_status = status
         self.last_timing = _sum(timings)
         return [self.filter.update(found[name]) for name in names if name in found]
 
     def _search_boxes(
-        self, frame: PreparedFrame, boxes: dict[str, tuple], timings: list[EstimateTiming]
+        self,
+        frame: PreparedFrame,
+        boxes: dict[str, tuple],
+        timings: list[EstimateTiming],
+        status: dict[str, str],
     ) -> list[ObjectPose]:
         """The objects of `boxes` found in their boxes of `frame`, near their priors' views."""
         height, width = frame.shape
@@ -199,10 +209,17 @@ class Tracker:
         templates = {name: self._near_templates(name) for name in boxes}
         poses = self.estimator.search(frame, list(boxes), regions, templates, self._ratio())
         timings.append(self.estimator.last_timing)
+        status.update(self.estimator.last_status)
         return poses
 
     def _search_zoomed(
-        self, rgb, K, D, boxes: dict[str, tuple], timings: list[EstimateTiming]
+        self,
+        rgb,
+        K,
+        D,
+        boxes: dict[str, tuple],
+        timings: list[EstimateTiming],
+        status: dict[str, str],
     ) -> list[ObjectPose]:
         """The objects of `boxes` found each on its own box, resized to its templates' scale."""
         poses = []
@@ -216,6 +233,7 @@ class Tracker:
                 frame, [name], templates=templates, min_inlier_ratio=self._ratio()
             )
             timings.append(self.estimator.last_timing)
+            status.update(self.estimator.last_status)
         return poses
 
     def _ratio(self) -> float:

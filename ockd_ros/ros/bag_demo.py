@@ -6,9 +6,12 @@ collected and scored against the bag's ground truth.
 
 Steps: record (or reuse) `OUT/synthetic` with `ockd-bag record-synthetic`; evaluate it offline
 with `ockd-bag eval` (report, overlays, and the template banks land in the cache); start the
-node on a private ROS_DOMAIN_ID; publish each frame's CameraInfo and Image at `rate`; print per
-object: frames with the object visible, found, median ADD-S, recall at 10 % of the diameter,
-median latency from publishing the image to receiving the pose.
+node on a private ROS_DOMAIN_ID; publish each frame's CameraInfo and Image at `rate`; score the
+poses the node published with the evaluator's rule (`ockd_ros.eval.evaluate`, as `ockd-bag
+eval` scores) and print per object: found / visible (frames with the object in view and a pose
+for it), the median ADD(-S) (ADD-S for a symmetric object, ADD otherwise), recall (the share of
+visible instances within 10 % of the diameter) and the median latency from publishing the image
+to receiving the pose.
 """
 
 from __future__ import annotations
@@ -34,7 +37,10 @@ from ockd_ros.bags import (
     record_synthetic,
     stamp_ns,
 )
-from ockd_ros.eval.metrics import adds_error
+from ockd_ros.command_line import one_line_errors
+from ockd_ros.config import merge_config
+from ockd_ros.eval.evaluate import Target, score_instances
+from ockd_ros.eval.report import InstanceResult, summarize
 from ockd_ros.features import BACKENDS
 from ockd_ros.meshes import load_object
 from ockd_ros.pose import default_config
@@ -51,33 +57,34 @@ class BagDemoConfig:
     rate: float = 2.0  # Hz of playback: slow enough for the node to answer most frames on a CPU
     backends: tuple[str, ...] = ("ockd", "sift")  # the network, then the baseline, same frames
     seed: int = 0
+    templates: int = 96  # template views per object, offline and in the node
 
 
-def main(conf: BagDemoConfig, out_dir: Path) -> Path:
-    """Run the demo; returns the last backend's offline report."""
+def main(conf: BagDemoConfig, out_dir: Path) -> dict[str, dict[str, ObjectResult]]:
+    """Run the demo; returns per backend what the node published, scored (`node_results`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     bag = out_dir / "synthetic"
     if not bag.exists():
         print(f"recording {bag} ...")
         record_synthetic(SyntheticBagConfig(objects=conf.objects, frames=conf.frames,
                                             seed=conf.seed), bag)  # fmt: skip
-    reports = []
+    scores = {}
     for backend in conf.backends:
         evaluation = out_dir / f"eval_{backend}_{time.strftime('%Y%m%d_%H%M%S')}"
+        estimator = merge_config(default_config(backend), {"templates": {"views": conf.templates}})
         offline = evaluate_bag(
-            BagEvalConfig(objects=conf.objects, estimator=default_config(backend)),
-            bag,
-            evaluation,
+            BagEvalConfig(objects=conf.objects, estimator=estimator), bag, evaluation
         )
         log_path = out_dir / f"node_{backend}.log"
-        received, published = play_through_node(conf, backend, bag, log_path)
-        _print_table(conf, backend, node_results(conf, bag, received, published), len(published))
+        views = f"templates_per_object:={conf.templates}"
+        received, published = play_through_node(conf, backend, bag, log_path, (views,))
+        scores[backend] = node_results(conf, bag, received, published)
+        _print_table(conf, backend, scores[backend], len(published))
         print(f"offline report: {offline.report}")
         overlays = sorted(evaluation.glob("*overlay*.png"))
         print(f"overlays: {', '.join(str(p) for p in overlays)}")
         print(f"node log: {log_path}")
-        reports.append(offline.report)
-    return reports[-1]
+    return scores
 
 
 def play_through_node(
@@ -126,6 +133,8 @@ def _publish_bag(conf: BagDemoConfig, bag: Path, node: subprocess.Popen, log_pat
         peer.spin_until(camera.connected, 30.0)
         with BagSource(bag) as source:
             for frame in source.frames():
+                if frame.skipped:  # nothing a camera driver would publish
+                    continue
                 camera.publish(frame.rgb, frame.intrinsics.K, frame.stamp, frame.frame_id)
                 published[frame.stamp] = time.monotonic()
                 peer.spin_until(lambda: False, 1.0 / conf.rate)
@@ -135,54 +144,88 @@ def _publish_bag(conf: BagDemoConfig, bag: Path, node: subprocess.Popen, log_pat
 
 @dataclass(frozen=True)
 class ObjectResult:
-    """What the node published for one object of the bag."""
+    """What the node published for one object of the bag (or for all, pooled), scored as the
+    evaluator scores: each ground-truth instance against the pose of the image's stamp, by
+    ADD-S for a symmetric object and ADD otherwise (`score_instances`, `summarize`)."""
 
-    visible: int  # frames with the object in the ground truth
-    found: int  # poses received
-    median_adds: float  # metres, nan without poses
-    recall: float  # share of received poses with ADD-S < 10 % of the diameter
-    latency_ms: float  # median, publish → pose received
+    symmetric: bool
+    visible: int  # ground-truth instances: frames with the object in view
+    found: int  # of those, with a pose from the node
+    median_error: float  # metres: median ADD(-S) of the found instances, nan without any
+    recall: float  # % of the visible instances with ADD(-S) < 10 % of the diameter
+    latency_ms: float  # median, publish → pose received; nan without poses
+    received: int  # poses received, in frames with the object in view or not
+
+
+ALL = "all"  # the key of the pooled result
 
 
 def node_results(conf: BagDemoConfig, bag: Path, received, published) -> dict[str, ObjectResult]:
-    """Per object, the poses the node published scored against the bag's ground truth."""
-    truth: dict[str, dict[int, np.ndarray]] = {name: {} for name in conf.objects}
+    """Per object, then pooled under `ALL`, the poses the node published (`received`: per object,
+    (PoseStamped, arrival time) pairs; `published`: the time each stamp was sent) scored against
+    the bag's ground truth."""
+    targets = {name: Target.from_mesh(load_object(name), k) for k, name in enumerate(conf.objects)}
+    poses_at: dict[int, dict[str, np.ndarray]] = {}
+    for name, messages in received.items():
+        for msg, _ in messages:
+            poses_at.setdefault(stamp_ns(msg), {})[name] = pose_from_message(msg)
+    instances: list[InstanceResult] = []
     with BagSource(bag) as source:
         for frame in source.frames():
-            for name, T in frame.ground_truth:
-                truth.setdefault(name, {})[frame.stamp] = T
-    results = {}
-    for name in conf.objects:
-        obj = load_object(name)
-        points = obj.sample_points(500)
-        errors, latencies = [], []
-        for msg, arrival in received[name]:
-            stamp = stamp_ns(msg)
-            latencies.append(1000 * (arrival - published.get(stamp, arrival)))
-            if stamp in truth[name]:
-                T = pose_from_message(msg)
-                T_true = truth[name][stamp]
-                errors.append(
-                    adds_error(T[:3, :3], T[:3, 3], T_true[:3, :3], T_true[:3, 3], points)
-                )
-        results[name] = ObjectResult(
-            visible=len(truth[name]),
-            found=len(received[name]),
-            median_adds=float(np.median(errors)) if errors else float("nan"),
-            recall=float(np.mean(np.asarray(errors) < 0.1 * obj.diameter)) if errors else 0.0,
-            latency_ms=float(np.median(latencies)) if latencies else float("nan"),
-        )
+            if not frame.skipped:  # never published
+                poses = poses_at.get(frame.stamp, {})
+                instances += score_instances(poses, frame.ground_truth, targets, im_id=frame.im_id)
+    latencies = {
+        name: [1000 * (arrival - published.get(stamp_ns(msg), arrival)) for msg, arrival in got]
+        for name, got in received.items()
+    }
+    results = {
+        name: _result([r for r in instances if r.name == name], latencies.get(name, []))
+        for name in conf.objects
+    }
+    results[ALL] = _result(instances, [ms for values in latencies.values() for ms in values])
     return results
+
+
+def _result(instances: list[InstanceResult], latencies: list[float]) -> ObjectResult:
+    if not instances:
+        return ObjectResult(False, 0, 0, float("nan"), 0.0, _median(latencies), len(latencies))
+    pooled = summarize(instances)[-1]  # the summary of all the instances given
+    errors = [r.add_or_adds for r in instances if r.found]
+    return ObjectResult(
+        symmetric=all(r.symmetric for r in instances),
+        visible=pooled.instances,
+        found=pooled.found,
+        median_error=_median(errors),
+        recall=pooled.recall,
+        latency_ms=_median(latencies),
+        received=len(latencies),
+    )
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values)) if values else float("nan")
 
 
 def _print_table(
     conf: BagDemoConfig, backend: str, results: dict[str, ObjectResult], frames: int
 ) -> None:
-    print(f"\n{frames} frames played at {conf.rate:g} Hz into the node ({backend})")
-    print(f"{'object':<22}{'visible':>8}{'found':>7}{'ADD-S mm':>10}{'<0.1d':>7}{'latency ms':>12}")
+    print(
+        f"\n{frames} frames played at {conf.rate:g} Hz into the node ({backend}); ADD-S for "
+        "symmetric objects, ADD for the others; recall: ADD(-S) below 10 % of the diameter"
+    )
+    print(_row(("object", "found/visible", "metric", "median mm", "recall %", "latency ms")))
     for name, r in results.items():
-        print(f"{name:<22}{r.visible:>8}{r.found:>7}{1000 * r.median_adds:>10.1f}"
-              f"{r.recall:>7.0%}{r.latency_ms:>12.0f}")  # fmt: skip
+        metric = "" if name == ALL else ("ADD-S" if r.symmetric else "ADD")
+        median, latency = f"{1000 * r.median_error:.1f}", f"{r.latency_ms:.0f}"
+        print(_row((name, f"{r.found}/{r.visible}", metric, median, f"{r.recall:.0f}", latency)))
+
+
+def _row(cells: tuple[str, ...], widths=(22, 14, 8, 11, 10, 12)) -> str:
+    first, *rest = cells
+    return f"{first:<{widths[0]}}" + "".join(
+        f"{cell:>{width}}" for cell, width in zip(rest, widths[1:], strict=True)
+    )
 
 
 def cli(argv: list[str] | None = None) -> None:
@@ -194,7 +237,8 @@ def cli(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=BagDemoConfig.rate)
     args = parser.parse_args(argv)
     conf = BagDemoConfig(frames=args.frames, rate=args.rate, backends=tuple(args.backends))
-    main(conf, args.out)
+    with one_line_errors("bag_demo"):
+        main(conf, args.out)
 
 
 if __name__ == "__main__":

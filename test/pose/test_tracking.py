@@ -9,7 +9,7 @@ from scipy.spatial.transform import Rotation
 
 from ockd_ros.meshes import load_object
 from ockd_ros.pose import Estimator, EstimatorConfig, TemplateConfig
-from ockd_ros.pose.estimator import ObjectPose
+from ockd_ros.pose.estimator import FEW_KEYPOINTS, FOUND, NO_POSE, ObjectPose
 from ockd_ros.pose.tracking import (
     SEARCHED,
     TRACKED,
@@ -57,6 +57,7 @@ def test_tracking_follows_a_moving_camera(renderer, objects, estimator, zoom):
             translation, angle = _errors(poses[name], truth)
             assert translation < 0.01 and angle < 5.0, (frame, name, translation, angle)
         modes.append(tracker.last_mode)
+        assert tracker.last_status == dict.fromkeys(NAMES, FOUND), frame
     assert modes[0] == dict.fromkeys(NAMES, SEARCHED)  # no prior yet
     assert all(mode == dict.fromkeys(NAMES, TRACKED) for mode in modes[1:])
 
@@ -104,6 +105,81 @@ def test_an_absent_object_waits_for_the_next_full_search(renderer, objects, esti
         tracker.track(only_second.rgb, only_second.K, stamp=frame / RATE)
         searched_for = set(estimator.last_status)
         assert (NAMES[0] in searched_for) == (frame == 0), frame
+        # what the tracker says it looked for, with each outcome
+        assert set(tracker.last_status) == {*NAMES} if frame == 0 else {NAMES[1]}, frame
+        assert tracker.last_status[NAMES[1]] == FOUND
+        assert frame > 0 or tracker.last_status[NAMES[0]] in (FEW_KEYPOINTS, NO_POSE)
+
+
+def test_a_frame_where_nothing_is_looked_for_says_so(renderer, objects, estimator):
+    tracker = Tracker(estimator, TrackingConfig(full_search_frames=4, full_search_seconds=0))
+    empty = photo_background((640, 480))
+    K = render_moving_scene(renderer, objects, 0).K
+    tracker.track(empty, K, stamp=0.0)  # the first full search: both missing
+    assert sorted(tracker.last_status) == sorted(NAMES)
+    assert tracker.track(empty, K, stamp=1 / RATE) == []
+    assert tracker.last_status == {} and tracker.last_mode == {}
+
+
+def _modes(tracker, renderer, objects, stamps) -> list[str]:
+    """The first object's mode in each frame of the moving scene, at the given stamps."""
+    modes = []
+    for frame, stamp in enumerate(stamps):
+        scene = render_moving_scene(renderer, objects, frame)
+        tracker.track(scene.rgb, scene.K, stamp=stamp)
+        modes.append(tracker.last_mode[NAMES[0]])
+    return modes
+
+
+def test_a_full_search_runs_every_t_seconds_of_image_stamps(renderer, objects, estimator):
+    conf = TrackingConfig(full_search_frames=0, full_search_seconds=0.25)
+    modes = _modes(Tracker(estimator, conf), renderer, objects, [0.0, 0.1, 0.2, 0.3, 0.4])
+    assert modes == [SEARCHED, TRACKED, TRACKED, SEARCHED, TRACKED]
+
+
+def test_a_prior_too_old_or_from_the_future_is_not_used(renderer, objects, estimator):
+    # no scheduled full search: only the prior's age decides
+    conf = TrackingConfig(full_search_frames=0, full_search_seconds=0, max_prior_age_seconds=0.5)
+    stamps = [0.0, 0.1, 0.9, 1.0, 0.95]  # 0.8 s gap; then a stamp before the prior's
+    modes = _modes(Tracker(estimator, conf), renderer, objects, stamps)
+    assert modes == [SEARCHED, TRACKED, SEARCHED, TRACKED, SEARCHED]
+
+
+def test_the_tracker_publishes_filtered_poses_and_restarts_the_filter_after_a_loss(
+    renderer, objects, estimator
+):
+    """Two trackers on the same frames, one filtering: the filtered pose is halfway between the
+    last filtered pose and the measurement (the unfiltered tracker's pose), the search itself
+    is the same (priors stay measurements), and an object found again after it was lost starts
+    from its measurement, not from its pose before the loss."""
+    schedule = TrackingConfig(full_search_frames=3, full_search_seconds=0)
+    smoothing = PoseFilterConfig(enabled=True, weight=0.5)
+    raw = Tracker(estimator, schedule)
+    filtered = Tracker(estimator, dataclasses.replace(schedule, filter=smoothing))
+    frames = [render_moving_scene(renderer, objects, k) for k in range(5)]
+    frames[2] = dataclasses.replace(frames[2], rgb=photo_background((640, 480)))  # both gone
+    restarts = {0, 3}  # the first frame; found again by the full search after the loss
+    previous: dict[str, ObjectPose] = {}
+    for k, frame in enumerate(frames):
+        stamp = k / RATE
+        measured = {p.name: p for p in raw.track(frame.rgb, frame.K, stamp=stamp)}
+        smoothed = {p.name: p for p in filtered.track(frame.rgb, frame.K, stamp=stamp)}
+        assert filtered.last_mode == raw.last_mode, k
+        assert sorted(smoothed) == ([] if k == 2 else sorted(NAMES)), k
+        for name, pose in smoothed.items():
+            if k in restarts:
+                np.testing.assert_allclose(pose.matrix, measured[name].matrix, atol=1e-12)
+                continue
+            before, now = previous[name], measured[name]
+            assert np.linalg.norm(now.t - before.t) > 1e-4  # the camera moved: a real average
+            np.testing.assert_allclose(pose.t, (before.t + now.t) / 2, atol=1e-9)
+            halfway = _angle(before.R, pose.R), _angle(pose.R, now.R)
+            assert halfway[0] == pytest.approx(halfway[1], abs=1e-6) and halfway[0] > 0
+        previous = smoothed
+
+
+def _angle(R0, R1) -> float:
+    return float(np.degrees(Rotation.from_matrix(R0.T @ R1).magnitude()))
 
 
 def _without(renderer, scene, objects, keep: int):
