@@ -390,7 +390,7 @@ class Estimator:
         step = now
         keypoints = features.keypoints[selected]
         if self.conf.verify.enabled:
-            found = self._verified_pose(bank, frame, keypoints, matches, pnp)
+            found = self._verified_pose(name, frame, keypoints, matches, pnp)
         else:
             found = self._counted_pose(bank, keypoints, matches, K, D, pnp)
         if found is None:
@@ -439,7 +439,7 @@ class Estimator:
 
     def _verified_pose(
         self,
-        bank: TemplateBank,
+        name: str,
         frame: PreparedFrame,
         keypoints: np.ndarray,
         matches: TemplateMatches,
@@ -448,7 +448,7 @@ class Estimator:
         """Per template with most matches a PnP pose, judged by how the template's points agree
         with the frame's descriptors (`pose.verify`); the best, if verified, refined on the
         templates near its view."""
-        conf = self.conf.verify
+        conf, bank = self.conf.verify, self.banks[name]
         lookup = frame.lookup(self._grid_spacing())
         judged = [
             (self._agreement(lookup, bank, found, frame), found)
@@ -511,7 +511,7 @@ class Estimator:
         near = np.flatnonzero(
             bank.view_angles(found.result.R, found.result.t) <= conf.refine_degrees
         )
-        rows = bank.interior_rows(np.union1d(near, [found.template]), conf.refine_margin)
+        rows = bank.rows_of(np.union1d(near, [found.template]))
         result = found.result
         refined = refine(
             lookup,

@@ -94,7 +94,6 @@ class TemplateBank:
     inter_mean: np.ndarray | None
     key: str
     build_seconds: float
-    _hull_depth: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def num_templates(self) -> int:
@@ -114,16 +113,6 @@ class TemplateBank:
     def rows_of(self, templates: int | Sequence[int]) -> np.ndarray:
         """Indices of the rows (keypoints) of one template or of several."""
         return np.flatnonzero(np.isin(self.template_ids, np.atleast_1d(templates)))
-
-    def interior_rows(self, templates: int | Sequence[int], margin: float) -> np.ndarray:
-        """`rows_of(templates)` without the keypoints within `margin` template pixels of the
-        boundary of their template's keypoints (its silhouette, for a convex object)."""
-        rows = self.rows_of(templates)
-        if margin <= 0:
-            return rows
-        if self._hull_depth is None:
-            self._hull_depth = hull_depth(self.keypoints, self.template_ids, self.num_templates)
-        return rows[self._hull_depth[rows] >= margin]
 
     def subset(self, templates: Sequence[int]) -> TemplateBank:
         """A bank with only the given templates, renumbered 0..len-1 (for benchmarks)."""
@@ -251,27 +240,6 @@ def _unit(vector: np.ndarray | None) -> np.ndarray | None:
 
 # ---------------------------------------------------------------------------------------------
 # Cache
-
-
-def hull_depth(keypoints: np.ndarray, template_ids: np.ndarray, templates: int) -> np.ndarray:
-    """M float32: per keypoint (M×2 template pixels), its distance from the boundary of the
-    convex hull of its template's keypoints (0 on the hull; templates of < 3 keypoints: 0)."""
-    depth = np.zeros(len(keypoints), np.float32)
-    for template in range(templates):
-        rows = np.flatnonzero(template_ids == template)
-        if len(rows) < 3:
-            continue
-        points = keypoints[rows].astype(np.float64)
-        hull = cv2.convexHull(points.astype(np.float32)).reshape(-1, 2).astype(np.float64)
-        if len(hull) < 3:
-            continue
-        edges = np.roll(hull, -1, axis=0) - hull
-        lengths = np.maximum(np.linalg.norm(edges, axis=1), 1e-9)
-        offsets = points[:, None, :] - hull[None]
-        # Inside a convex polygon, the distance to the boundary is the least one to an edge line.
-        cross = offsets[..., 0] * edges[None, :, 1] - offsets[..., 1] * edges[None, :, 0]
-        depth[rows] = (np.abs(cross) / lengths).min(axis=1)
-    return depth
 
 
 def default_cache_dir() -> Path:

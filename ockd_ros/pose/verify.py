@@ -48,10 +48,6 @@ class VerifyConfig:
     refine_degrees: float = 25.0
     refine_radius: float = 8.0
     refine_reprojection: float = 3.0  # pixels: refinement inliers
-    # Template pixels: points nearer the template's silhouette are left out of the refinement.
-    # Their descriptors saw the template's black background, a real frame shows something else
-    # there, and the best match slides inwards: the object shrinks and the pose moves away.
-    refine_margin: float = 0.0
 
     def validate(self) -> None:
         if self.hypotheses < 1:
@@ -62,8 +58,6 @@ class VerifyConfig:
             raise ValueError(f"verify.agreement must be in [-1, 1], got {self.agreement}")
         if self.min_agreeing < 0 or not 0.0 <= self.min_share <= 1.0:
             raise ValueError("verify.min_agreeing must be ≥ 0 and min_share in [0, 1]")
-        if self.refine_margin < 0:
-            raise ValueError(f"verify.refine_margin must be ≥ 0, got {self.refine_margin}")
         if self.refine_iterations < 0 or not 0.0 < self.refine_degrees <= 180.0:
             raise ValueError("verify.refine_iterations must be ≥ 0, refine_degrees in (0, 180]")
 
