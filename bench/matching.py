@@ -1,8 +1,8 @@
 """Keypoint matching of `ockd` against SIFT in one run: MMA@5/7 and keypoint counts.
 
 Three sources: held-out synthetic frame pairs (frames 3 apart, whole images, as in training);
-held-out synthetic frames against a reference render; real LM-O frames against a reference
-render. A reference render is the object alone at its true pose turned 15° about its centre,
+held-out synthetic frames against a reference render; real frames of a BOP dataset (LM-O,
+YCB-Video) against a reference render. A reference render is the object alone at its true pose turned 15° about its centre,
 which is what pose estimation asks of the features (a template never shows the scene).
 
     python bench/matching.py --data /work/data/ppdr_cpu --bop ../shared/data/lmo \
@@ -123,7 +123,8 @@ def main(args) -> str:
             )
         if args.bop:
             dataset = BopDataset(args.bop)
-            sources["LM-O vs render"] = lambda: itertools.islice(
+            # named by the dataset's folder: lmo, ycbv...
+            sources[f"real {args.bop.resolve().name} vs render"] = lambda: itertools.islice(
                 bop_reference_pairs(dataset, renderer), args.pairs
             )
         for source, make_pairs in sources.items():
@@ -150,7 +151,7 @@ def main(args) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, help="generated scenes (held-out split is used)")
-    parser.add_argument("--bop", type=Path, help="BOP dataset with real frames, e.g. LM-O")
+    parser.add_argument("--bop", type=Path, help="BOP dataset with real frames: LM-O, YCB-Video")
     add_arguments(parser)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--pairs", type=int, default=200, help="pairs per data source, at most")

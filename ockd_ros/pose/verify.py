@@ -41,7 +41,7 @@ class VerifyConfig:
     # A pose is accepted when at least `min_agreeing` template points agree, making up
     # `min_share` of the template's points that land among frame keypoints.
     min_agreeing: int = 24
-    min_share: float = 0.35
+    min_share: float = 0.25
     # Refinement: guided matching of the templates whose views lie within `refine_degrees` of
     # the pose's, in windows of `refine_radius` pixels shrinking by half each iteration.
     refine_iterations: int = 3
