@@ -37,8 +37,12 @@ def main(
     data_commands: list[str],
     note: str = "",
     config: Path | None = None,
+    local: bool = False,
 ) -> Path:
-    """Write `out` (fp16 weights) and `out.with_suffix('.yaml')`; returns `out`."""
+    """Write `out` (fp16 weights) and `out.with_suffix('.yaml')`; returns `out`.
+
+    local: weights for this machine only (a user's fine-tuned objects), whose record may name
+    its paths; weights to ship must not."""
     provenance = read_checkpoint(checkpoint)["provenance"]
     run_dir = checkpoint.parent
     command = provenance.get("command")
@@ -57,7 +61,7 @@ def main(
         "config": provenance.get("config"),
     }
     record = _relative_to(record, Path.cwd())
-    absolute = _absolute_paths(record)
+    absolute = [] if local else _absolute_paths(record)
     if absolute:
         raise ValueError(
             f"the record of {checkpoint} names paths of this machine ({', '.join(absolute[:3])}); "
@@ -128,5 +132,20 @@ if __name__ == "__main__":
     parser.add_argument(
         "--config", type=Path, help="the repository's copy of the training config (checked)"
     )
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="weights for this machine only (never shipped): its paths may be recorded",
+    )
     args = parser.parse_args()
-    print(main(args.checkpoint, args.out, args.metrics, args.data_command, args.note, args.config))
+    print(
+        main(
+            args.checkpoint,
+            args.out,
+            args.metrics,
+            args.data_command,
+            args.note,
+            args.config,
+            args.local,
+        )
+    )

@@ -16,7 +16,8 @@ UNITS=${2:-mm}
 DATA=${3:-data/objects}
 RUN=${4:-runs/objects}
 PY=${PYTHON:-python}
-SCENES=${SCENES:-150}
+SCENES=${SCENES:-150}  # fewer for a quick try
+STEPS=${STEPS:-}  # training steps other than the config's 300
 
 entries=()
 for mesh in $MESHES; do
@@ -36,8 +37,9 @@ wait
 
 resume=()
 [ -f "$RUN/last.pt" ] && resume=(--resume)
+[ -n "$STEPS" ] && resume+=(--steps "$STEPS")
 "$PY" -m ockd_ros.training.train --config training/configs/finetune_objects.yaml \
     --data "$DATA" --out "$RUN" --init ockd_ros/weights/ockd_default.pt "${resume[@]}"
-"$PY" -m ockd_ros.training.export "$RUN/final.pt" --out "$RUN/ockd_objects.pt" \
+"$PY" -m ockd_ros.training.export "$RUN/final.pt" --out "$RUN/ockd_objects.pt" --local \
     --data-command "ockd-gen ${GEN[*]} --shard 0/2 (and 1/2)"
 echo "checkpoint for the node: $RUN/ockd_objects.pt"

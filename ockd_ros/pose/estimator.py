@@ -474,14 +474,24 @@ class Estimator:
         matches: TemplateMatches,
         pnp: PnPConfig,
     ) -> list[_Found]:
-        """A PnP pose from each of the `verify.hypotheses` templates with most matches."""
+        """A PnP pose from each of the `verify.hypotheses` templates with most matches, and one
+        from all their matches pooled (their 3D points share the object frame, so the right
+        matches of neighbouring views agree on one pose), judged with the first's points."""
+        templates = matches.best_templates(self.conf.verify.hypotheses, bank.num_templates)
         hypotheses = []
-        for template in matches.best_templates(self.conf.verify.hypotheses, bank.num_templates):
+        for template in templates:
             own = matches.of_template(template)
             points, pixels = bank.points[own.bank_index], keypoints[own.frame_index]
             result = solve_pnp(points, pixels, frame.K, frame.D, pnp)
             if result is not None:
                 hypotheses.append(_Found(result, points, pixels, template, 0.0))
+        if self.conf.verify.pooled and len(templates) > 1:
+            pooled = np.isin(matches.template, templates)
+            points = bank.points[matches.bank_index[pooled]]
+            pixels = keypoints[matches.frame_index[pooled]]
+            result = solve_pnp(points, pixels, frame.K, frame.D, pnp)
+            if result is not None:
+                hypotheses.append(_Found(result, points, pixels, templates[0], 0.0))
         return hypotheses
 
     def _agreement(

@@ -35,6 +35,7 @@ SPARSE_CELL = 4.0
 class VerifyConfig:
     enabled: bool = False
     hypotheses: int = 4  # templates with the most matches that each give a PnP pose to judge
+    pooled: bool = True  # and one more pose from their matches pooled
     # Pixels around a projected template point where frame descriptors are compared with its own.
     radius: float = 4.0
     agreement: float = 0.6  # cosine from which a frame descriptor agrees with a template point
