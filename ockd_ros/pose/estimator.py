@@ -43,6 +43,7 @@ from ockd_ros.pose.verify import (
     VerifyConfig,
     agreement,
     refine,
+    same_pose,
     verified,
 )
 from ockd_ros.render import Renderer
@@ -461,10 +462,27 @@ class Estimator:
         if not judged:
             return None
         evidence, best = max(judged, key=lambda pair: pair[0].count(conf.agreement))
-        if not verified(evidence, conf):
+        if not verified(evidence, self._supported(name, best, judged), conf):
             return None
         best.score = evidence.share(conf.agreement)
         return self._refined(lookup, bank, frame, best, evidence) or best
+
+    def _supported(self, name: str, best: _Found, judged: list[tuple[Agreement, _Found]]) -> bool:
+        """Whether the pose of another template than `best`'s agrees with `best`'s."""
+        conf = self.conf.verify
+        metres = conf.support_diameters * self.objects[name].diameter
+        return any(
+            found.template != best.template
+            and same_pose(
+                best.result.R,
+                best.result.t,
+                found.result.R,
+                found.result.t,
+                conf.support_degrees,
+                metres,
+            )
+            for _, found in judged
+        )
 
     def _hypotheses(
         self,

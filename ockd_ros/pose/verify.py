@@ -43,6 +43,13 @@ class VerifyConfig:
     # `min_share` of the template's points that land among frame keypoints.
     min_agreeing: int = 24
     min_share: float = 0.25
+    # ...and either some other template's own pose agrees with it (within `support_degrees` and
+    # `support_diameters` of the object's diameter), or its share reaches `confident_share`.
+    # Texture-poor clutter (LM-O) gives wrong poses as much agreement as right ones, but they
+    # stand alone: neighbouring views of a right pose find it again.
+    confident_share: float = 0.6
+    support_degrees: float = 20.0
+    support_diameters: float = 0.25
     # Refinement: guided matching of the templates whose views lie within `refine_degrees` of
     # the pose's, in windows of `refine_radius` pixels shrinking by half each iteration.
     refine_iterations: int = 3
@@ -59,6 +66,10 @@ class VerifyConfig:
             raise ValueError(f"verify.agreement must be in [-1, 1], got {self.agreement}")
         if self.min_agreeing < 0 or not 0.0 <= self.min_share <= 1.0:
             raise ValueError("verify.min_agreeing must be ≥ 0 and min_share in [0, 1]")
+        if not 0.0 <= self.confident_share <= 1.0 or self.support_degrees <= 0:
+            raise ValueError("verify.confident_share must be in [0, 1], support_degrees > 0")
+        if self.support_diameters <= 0:
+            raise ValueError(f"verify.support_diameters must be > 0, got {self.support_diameters}")
         if self.refine_iterations < 0 or not 0.0 < self.refine_degrees <= 180.0:
             raise ValueError("verify.refine_iterations must be ≥ 0, refine_degrees in (0, 180]")
 
@@ -201,11 +212,20 @@ def agreement(
     return found
 
 
-def verified(found: Agreement, conf: VerifyConfig) -> bool:
-    """Whether an agreement is evidence enough for a pose."""
-    return found.count(conf.agreement) >= conf.min_agreeing and (
-        found.share(conf.agreement) >= conf.min_share
-    )
+def verified(found: Agreement, supported: bool, conf: VerifyConfig) -> bool:
+    """Whether an agreement is evidence enough for a pose; `supported`: another template's
+    pose agrees with it."""
+    share = found.share(conf.agreement)
+    if found.count(conf.agreement) < conf.min_agreeing or share < conf.min_share:
+        return False
+    return supported or share >= conf.confident_share
+
+
+def same_pose(R1, t1, R2, t2, degrees: float, metres: float) -> bool:
+    """Whether two poses lie within `degrees` of rotation and `metres` of translation."""
+    cosine = (np.trace(np.asarray(R1).T @ np.asarray(R2)) - 1.0) / 2.0
+    angle = np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
+    return bool(angle <= degrees and np.linalg.norm(np.asarray(t1) - np.asarray(t2)) <= metres)
 
 
 @dataclass

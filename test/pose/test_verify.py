@@ -14,6 +14,7 @@ from ockd_ros.pose.verify import (
     agreement,
     project_points,
     refine,
+    same_pose,
     verified,
 )
 
@@ -81,7 +82,14 @@ def test_a_cell_must_be_positive():
 
 @pytest.mark.parametrize(
     "field, value",
-    [("hypotheses", 0), ("agreement", 1.5), ("min_share", 2.0), ("refine_reprojection", 0.0)],
+    [
+        ("hypotheses", 0),
+        ("agreement", 1.5),
+        ("min_share", 2.0),
+        ("refine_reprojection", 0.0),
+        ("confident_share", -0.1),
+        ("support_diameters", 0.0),
+    ],
 )
 def test_bad_settings_are_refused(field, value):
     with pytest.raises(ValueError, match="verify"):
@@ -104,7 +112,9 @@ def test_the_true_pose_agrees_and_a_shifted_one_does_not(lookup):
     conf = VerifyConfig(min_agreeing=50, min_share=0.5, agreement=0.8)
     right = agreement(lookup, points, desc, R, t, K, None, conf.radius)
     wrong = agreement(lookup, points, desc, R, t + np.array([0.03, 0.0, 0.0]), K, None, conf.radius)
-    assert verified(right, conf) and not verified(wrong, conf)
+    assert verified(right, True, conf) and not verified(wrong, True, conf)
+    # Alone, a pose needs a confident share.
+    assert verified(right, False, conf) == (right.share(conf.agreement) >= conf.confident_share)
     assert right.share(conf.agreement) > 0.9 > 0.2 > wrong.share(conf.agreement), (
         right.share(conf.agreement),
         wrong.share(conf.agreement),
@@ -121,6 +131,15 @@ def test_refinement_brings_a_nearby_pose_back_to_the_true_one(lookup):
     assert np.linalg.norm(refined.t - t) < 0.25 * np.linalg.norm(start_t - t)
     angle = Rotation.from_matrix(refined.R.T @ R).magnitude()
     assert angle < 0.25 * 0.03
+
+
+def test_same_pose_compares_rotation_and_translation():
+    R = Rotation.from_euler("xyz", [10, 20, 30], degrees=True).as_matrix()
+    turned = Rotation.from_euler("z", 25, degrees=True).as_matrix() @ R
+    t = np.array([0.1, 0.0, 0.8])
+    assert same_pose(R, t, R, t + 0.01, 20.0, 0.02)
+    assert not same_pose(R, t, turned, t, 20.0, 0.02)
+    assert not same_pose(R, t, R, t + 0.05, 20.0, 0.02)
 
 
 def test_refinement_gives_up_where_nothing_agrees(lookup):
