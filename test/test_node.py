@@ -360,38 +360,46 @@ def _spin_until_time(peer: TestPeer, deadline: float) -> None:
         peer.executor.spin_once(timeout_sec=left)
 
 
-BURST_FRAMES = 60
-BURST_SPEEDUP = 5  # frames sent this many times as fast as the node processes them
+BURST_FRAMES = 80
+BURST_SPEEDUP = 10  # frames sent this many times as fast as the node was measured to process them
 
 
 # Full search in every frame: the node's time per frame stays the same through the burst.
 @pytest.mark.parametrize("node", [{"tracking": False}], indirect=True)
 def test_a_burst_faster_than_the_node_is_absorbed_by_dropping_frames(peer, node, scene):
-    """Frames sent at five times the rate the node was measured to process them, so the test
-    means the same on a fast machine as on a slow one: the node drops what it has no time for,
-    processes the newest frame each time, and answers the last frame soon after the burst."""
+    """Frames sent ten times as fast as the node was measured to process them, and judged by
+    the node's own time per frame during the burst, so the test means the same on a fast
+    machine as on a slow or loaded one: the node drops what it has no time for, works on the
+    newest frame each time and answers the last one soon after the burst, where a node that
+    queued frames would process every one of them."""
     link = Link(peer, node)
     info = _camera_info(scene.K)
-    seconds_per_frame = _seconds_per_frame(link, scene.rgb, info, frames=3)
+    period = _seconds_per_frame(link, scene.rgb, info, frames=3) / BURST_SPEEDUP
     before = _fresh_report(link)
     rss_before = _rss_mb(node.process.pid)
-    period = seconds_per_frame / BURST_SPEEDUP
     start = time.monotonic()
     for i in range(BURST_FRAMES):
         link.send(_image_msg(scene.rgb, 100 + i), info)
         _spin_until_time(peer, start + (i + 1) * period)
-    speedup = BURST_FRAMES * seconds_per_frame / (time.monotonic() - start)
-    assert speedup > 3, f"frames sent only {speedup:.1f}× as fast as the node processes them"
-    # the newest frame is answered soon after the burst, not after a backlog of frames
+    end = time.monotonic()
     last = 100 + BURST_FRAMES - 1
     answered = lambda: any(p.header.stamp.sec == last for p in link.poses)  # noqa: E731
-    assert link.peer.spin_until(answered, 5 * seconds_per_frame + 10.0), node.log()[-3000:]
+    assert link.peer.spin_until(answered, ANSWER_TIMEOUT), node.log()[-3000:]
+    delay = time.monotonic() - end
     after = _fresh_report(link)
+    # the node's time per frame while the burst lasted (its mean over the last 30 frames)
+    seconds_per_frame = float(after["mean_processing_ms"]) / 1000
+    speedup = BURST_FRAMES * seconds_per_frame / (end - start)
+    assert speedup > 2, f"frames sent only {speedup:.1f}× as fast as the node processed them"
     processed = int(after["frames_processed"]) - int(before["frames_processed"])
     dropped = int(after["frames_dropped"]) - int(before["frames_dropped"])
-    # most frames were skipped, not processed late: the node worked on the newest one each time
-    assert dropped > 0
-    assert processed <= BURST_FRAMES / 2, (processed, dropped, seconds_per_frame)
+    state = f"{processed} processed, {dropped} dropped, {seconds_per_frame:.3f} s a frame"
+    # no more frames processed than the node had time for, the rest dropped: a queue would
+    # have processed all of them, the last one after a backlog
+    assert processed <= 1.25 * (end - start) / seconds_per_frame + 3, state
+    assert dropped > 0 and processed + dropped <= BURST_FRAMES, state
+    # answered once the frame under way and then the newest one are done
+    assert delay < 3 * seconds_per_frame + 5.0, f"last frame answered {delay:.1f} s late; {state}"
     assert _rss_mb(node.process.pid) - rss_before < 150  # no backlog of frames held in memory
     assert node.alive()
 
@@ -474,8 +482,9 @@ def test_estimator_settings_are_parameters_that_give_the_clis_config(peer, node,
 
 
 # Views of cream_cheese no other test renders: the rebuild renders a new template bank (10 s on a
-# quiet machine), during which a parameter is set.
+# quiet machine, a minute on a loaded one), during which a parameter is set.
 REBUILD_VIEWS = 240
+REBUILD_TIMEOUT = 300.0
 
 
 def test_a_parameter_set_while_the_estimator_is_rebuilt_is_answered_at_once(peer, node, scene):
@@ -500,7 +509,7 @@ def test_a_parameter_set_while_the_estimator_is_rebuilt_is_answered_at_once(peer
 
     # the new estimator is swapped in when ready, and answers
     rebuilt = lambda: node.log().count("ready in") == 2  # noqa: E731
-    assert peer.spin_until(rebuilt, STARTUP_TIMEOUT), node.log()
+    assert peer.spin_until(rebuilt, REBUILD_TIMEOUT), node.log()
     link.answer(_image_msg(scene.rgb, 72), info)
 
 
