@@ -14,15 +14,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from ockd_ros.command_line import one_line_errors
-from ockd_ros.config import load_config, merge_config
 from ockd_ros.eval.bop_eval import BopEvalConfig, evaluate_bop
-from ockd_ros.features import BACKENDS, takes_device
+from ockd_ros.features import BACKENDS
 from ockd_ros.meshes import load_object, resolve_object
 from ockd_ros.pose.estimator import Estimator, EstimatorConfig, default_config
 from ockd_ros.pose.templates import cache_path, default_cache_dir
+from ockd_ros.settings import estimator_config, load_settings
 
 
 @dataclass(frozen=True)
@@ -53,33 +51,29 @@ def build_templates(conf: TemplatesBuildConfig) -> Path:
     return cache_dir
 
 
-def _config_backend(path: str) -> str:
-    with open(path) as stream:
-        raw = yaml.safe_load(stream) or {}
-    return raw.get("backend", "ockd") if isinstance(raw, dict) else "ockd"
-
-
 def estimator_config_from_args(args: argparse.Namespace) -> EstimatorConfig:
-    # The backend picks the defaults (`default_config`) that the YAML file then overrides.
-    backend = args.backend or (_config_backend(args.config) if args.config else "ockd")
-    conf = default_config(backend)
-    if args.config:
-        conf = load_config(conf, args.config)
-    overrides: dict = {"backend": backend, "features": {}, "templates": {}}
-    if args.device and takes_device(backend):
-        overrides["features"]["device"] = args.device
-    if args.views is not None:
-        overrides["templates"]["views"] = args.views
-    if args.hemisphere:
-        overrides["templates"]["hemisphere"] = True
-    if args.cache_dir is not None:
-        overrides["cache_dir"] = args.cache_dir
-    return merge_config(conf, overrides)
+    """The estimator config of `add_estimator_arguments`' options: the `--config` file's flat
+    settings and sections, then the options, through the mapping the node uses too."""
+    settings, sections = load_settings(args.config) if args.config else ({}, {})
+    options = {
+        "backend": args.backend,
+        "device": args.device,
+        "templates_per_object": args.views,
+        "templates_hemisphere": args.hemisphere or None,
+        "cache_dir": args.cache_dir,
+    }
+    settings |= {name: value for name, value in options.items() if value is not None}
+    return estimator_config(settings, sections)
 
 
 def add_estimator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=sorted(BACKENDS), help="default: ockd")
-    parser.add_argument("--config", type=Path, help="YAML overrides of EstimatorConfig")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="YAML: the node's estimator parameters (frame_scale: 2.0, min_inliers: 20, ...) "
+        "and EstimatorConfig sections (pnp: {reprojection_error: 8.0}, ...)",
+    )
     parser.add_argument("--views", type=int, help="viewpoints per object (default 96)")
     parser.add_argument("--hemisphere", action="store_true", help="views from above only")
     parser.add_argument("--cache-dir", help=f"template cache (default {default_cache_dir()})")

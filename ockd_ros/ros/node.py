@@ -7,7 +7,9 @@ thread and publishes, stamped like the source image:
 - `object_markers` (visualization_msgs/MarkerArray): keypoints, axes, label and mesh per object;
 - `debug_image` (sensor_msgs/Image): the overlay, while someone subscribes or when enabled;
 - `/diagnostics`: processing time, dropped frames, objects found, once a second.
-Frames that arrive while the worker is busy are dropped and counted, never queued.
+Frames that arrive while the worker is busy are dropped and counted, never queued. A change of
+an estimator parameter builds a new estimator on a thread of its own, which is swapped in when
+ready: parameter services answer meanwhile and the worker goes on with the previous estimator.
 
     ros2 run ockd_ros pose_node --ros-args --params-file config/pose.yaml
     python -m ockd_ros.ros.node --ros-args -r image:=/camera/color/image_raw
@@ -19,6 +21,8 @@ import sys
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import rclpy
@@ -40,20 +44,22 @@ from ockd_ros.camera_messages import (
     compressed_message_to_rgb,
     image_message_to_rgb,
 )
-from ockd_ros.config import merge_config
-from ockd_ros.features import takes_device
 from ockd_ros.meshes import load_object, resolve_object
-from ockd_ros.pose.estimator import EstimateTiming, Estimator, ObjectPose, default_config
+from ockd_ros.pose.estimator import EstimateTiming, Estimator, ObjectPose
 from ockd_ros.pose.tracking import TRACKED, PoseFilter, PoseFilterConfig, Tracker, TrackingConfig
 from ockd_ros.ros.frame_slot import LatestFrameSlot
 from ockd_ros.ros.messages import diagnostics, object_markers, pose_stamped, rgb_to_image_msg
 from ockd_ros.ros.parameters import (
+    PARAMETERS,
     PARAMETERS_BY_NAME,
+    Affects,
     declare_parameters,
+    estimator_settings,
     object_names,
     pose_topic,
-    validate,
+    refusals,
 )
+from ockd_ros.settings import changed_settings, estimator_config
 from ockd_ros.visualize import caption, draw_pose, object_color
 
 NODE_NAME = "ockd_pose_node"
@@ -69,20 +75,35 @@ class FrameSkipError(Exception):
     """A frame that cannot be processed; the message says why (logged, throttled)."""
 
 
+@dataclass(frozen=True)
+class EstimatorRecipe:
+    """What an estimator is built from: the parameters it depends on, read at one moment."""
+
+    objects: tuple[str, ...]
+    mesh_units: str
+    settings: dict[str, Any]  # flat names of `ockd_ros.settings`
+
+
 class PoseNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
         # Set before anything can fail: rclpy destroys a half-built node on shutdown.
         self._slot: LatestFrameSlot = LatestFrameSlot()
         self._worker: threading.Thread | None = None
+        self._builder: threading.Thread | None = None
+        # The tracker and the requests for a new estimator, shared by the executor (parameter
+        # callbacks), the builder and the worker; held only to read, bump or swap, never to build.
+        self._state = threading.Condition()
+        self._tracker: Tracker | None = None
+        self._requested = 1  # bumped by each change of a parameter the estimator depends on
+        self._attempts = 0  # builds finished, whether or not they succeeded
+        self._unavailable = "the estimator is not built yet"  # why there is no tracker
+        self._closing = False
         self._last_warning: dict[str, float] = {}
         self._declare_parameters()
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._parameters_changed)
 
-        self._tracker: Tracker | None = None
-        self._colors: dict[str, tuple[int, int, int]] = {}
-        self._estimator_lock = threading.Lock()
         self._camera_infos: dict[str, CameraInfo] = {}
         self._pose_publishers: dict[str, Publisher] = {}
         self._pose_publishers_lock = threading.Lock()
@@ -109,6 +130,10 @@ class PoseNode(Node):
         self._debug_pub = self.create_publisher(Image, "debug_image", 1)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(1.0, self._publish_diagnostics)
+        self._builder = threading.Thread(
+            target=self._keep_estimator_current, name="ockd_build", daemon=True
+        )
+        self._builder.start()
         self._worker = threading.Thread(target=self._run, name="ockd_inference", daemon=True)
         self._worker.start()
 
@@ -122,18 +147,23 @@ class PoseNode(Node):
         return self.get_parameter(name).value
 
     def _validate_parameters(self, parameters) -> SetParametersResult:
-        reasons = [reason for p in parameters if (reason := validate(p.name, p.value))]
+        current = {parameter.name: self._param(parameter.name) for parameter in PARAMETERS}
+        reasons = refusals(current, {p.name: p.value for p in parameters})
         return SetParametersResult(successful=not reasons, reason="; ".join(reasons))
 
     def _parameters_changed(self, parameters) -> None:
+        """Runs on the executor thread: it only bumps a request or swaps small objects, so that
+        parameter services never wait for an estimator to be built."""
         declared = [PARAMETERS_BY_NAME[p.name] for p in parameters if p.name in PARAMETERS_BY_NAME]
-        if any(parameter.rebuilds for parameter in declared):
-            with self._estimator_lock:
-                self._tracker = None  # rebuilt with the new values before the next frame
-        if any(parameter.name.startswith("pose_filter") for parameter in declared):
-            with self._estimator_lock:
-                if self._tracker is not None:
-                    self._tracker.filter = PoseFilter(self._pose_filter_config())
+        affected = {parameter.affects for parameter in declared}
+        with self._state:
+            if Affects.ESTIMATOR in affected:
+                self._requested += 1  # the builder thread makes the new estimator
+                self._state.notify_all()
+            if self._tracker is not None and Affects.TRACKER in affected:
+                self._tracker = Tracker(self._tracker.estimator, self._tracking_config())
+            elif self._tracker is not None and Affects.FILTER in affected:
+                self._tracker.filter = PoseFilter(self._pose_filter_config())
         if any(parameter.name == "objects" for parameter in declared):
             self._update_pose_publishers()
 
@@ -151,11 +181,60 @@ class PoseNode(Node):
                     )
 
     def _current_tracker(self) -> Tracker:
-        with self._estimator_lock:
+        with self._state:
             if self._tracker is None:
-                estimator = self._build_estimator()
-                self._tracker = Tracker(estimator, self._tracking_config())
+                raise FrameSkipError(self._unavailable)
             return self._tracker
+
+    # --- the estimator, built on its own thread -----------------------------------------------
+
+    def _keep_estimator_current(self) -> None:
+        """The builder thread: builds an estimator for the parameters whenever they change and
+        swaps it in. A build takes seconds (minutes when template banks must be rendered), so it
+        holds no lock; a build overtaken by a newer change is dropped for the newer one."""
+        built: EstimatorRecipe | None = None
+        handled = 0
+        while (request := self._next_request(handled)) is not None:
+            handled, recipe = request
+            if recipe == built:  # set to the values it has: nothing to build
+                continue
+            try:
+                estimator = self._build_estimator(recipe)
+            except Exception as error:  # the node stays up; the next parameter change retries
+                self._build_failed(error)
+                continue
+            with self._state:
+                self._attempts += 1
+                if recipe == self._estimator_recipe():  # else changed meanwhile: build anew
+                    self._tracker = Tracker(estimator, self._tracking_config())
+                    built = recipe
+                self._state.notify_all()
+
+    def _next_request(self, handled: int) -> tuple[int, EstimatorRecipe] | None:
+        """Waits for a request newer than `handled`: its number and the recipe to build then;
+        None when the node closes."""
+        with self._state:
+            self._state.wait_for(lambda: self._closing or self._requested != handled)
+            return None if self._closing else (self._requested, self._estimator_recipe())
+
+    def _build_failed(self, error: Exception) -> None:
+        reason = f"cannot build the estimator: {type(error).__name__}: {error}"
+        with self._state:
+            self._attempts += 1
+            if self._tracker is None:
+                self._unavailable = reason
+            self._state.notify_all()
+            keeping = self._tracker is not None
+        self.get_logger().error(
+            f"{reason}; "
+            + ("still using the previous one" if keeping else "frames are skipped")
+            + " until a parameter changes"
+        )
+
+    def _estimator_recipe(self) -> EstimatorRecipe:
+        return EstimatorRecipe(
+            tuple(self._param("objects")), self._param("mesh_units"), estimator_settings(self)
+        )
 
     def _tracking_config(self) -> TrackingConfig:
         return TrackingConfig(
@@ -171,36 +250,23 @@ class PoseNode(Node):
             enabled=self._param("pose_filter"), weight=float(self._param("pose_filter_weight"))
         )
 
-    def _build_estimator(self) -> Estimator:
+    def _build_estimator(self, recipe: EstimatorRecipe) -> Estimator:
         start = time.perf_counter()
-        units = self._param("mesh_units")
-        objects = [load_object(resolve_object(entry, units)) for entry in self._param("objects")]
-        backend = self._param("backend")
-        features = {}  # SIFT keeps its own defaults: the baseline as every evaluation runs it
-        if takes_device(backend):
-            features["device"] = self._param("device")
-        if backend == "ockd":
-            features |= {
-                "grid_stride": self._param("grid_stride"),
-                "r_thr": float(self._param("r_thr")),
-                "max_keypoints": self._param("max_keypoints"),
-                "checkpoint": self._param("checkpoint") or None,
-            }
-        overrides = {
-            "features": features,
-            "templates": {"views": self._param("templates_per_object")},
-        }
-        if self._param("min_inliers"):  # 0 keeps the backend's default
-            overrides["pnp"] = {"min_inliers": self._param("min_inliers")}
-        conf = merge_config(default_config(backend), overrides)
+        conf = estimator_config(recipe.settings)
+        objects = [
+            load_object(resolve_object(entry, recipe.mesh_units)) for entry in recipe.objects
+        ]
         self.get_logger().info(
-            f"loading {backend} template banks of {len(objects)} objects (built once, then cached)"
+            f"loading {conf.backend} template banks of {len(objects)} objects (built once, then "
+            "cached)"
         )
+        self.get_logger().debug(f"estimator config: {conf!r}")
         estimator = Estimator(conf, objects)
-        self._colors = {name: object_color(i) for i, name in enumerate(estimator.objects)}
+        changed = changed_settings(recipe.settings)
         self.get_logger().info(
             f"ready in {time.perf_counter() - start:.1f} s: {', '.join(estimator.objects)}"
             + (f" (built: {', '.join(estimator.built)})" if estimator.built else "")
+            + (f"; settings: {_listed(changed)}" if changed else "")
         )
         return estimator
 
@@ -210,10 +276,8 @@ class PoseNode(Node):
         self._camera_infos[msg.header.frame_id] = msg
 
     def _run(self) -> None:
-        try:
-            self._current_tracker()  # template banks before the first frame, not during it
-        except Exception as error:  # retried on the next frame; the node stays up
-            self.get_logger().error(f"cannot build the estimator: {error}")
+        with self._state:  # the first frame is the newest one once the estimator is ready
+            self._state.wait_for(lambda: self._closing or self._attempts > 0)
         while (msg := self._slot.take()) is not None:
             try:
                 self._process(msg)
@@ -285,24 +349,23 @@ class PoseNode(Node):
                 if (publisher := self._pose_publishers.get(pose.name)) is not None:
                     publisher.publish(pose_stamped(pose, header))
         found = {pose.name for pose in poses}
+        colors = {name: object_color(i) for i, name in enumerate(estimator.objects)}
         self._markers_pub.publish(
             object_markers(
-                poses, header, intrinsics.K, estimator.objects, self._colors, self._shown - found
+                poses, header, intrinsics.K, estimator.objects, colors, self._shown - found
             )
         )
         self._shown = found
         if self._param("publish_debug_image") or self._debug_pub.get_subscription_count() > 0:
-            overlay = self._overlay(rgb, poses, intrinsics.K, estimator, timing)
+            overlay = self._overlay(rgb, poses, intrinsics.K, estimator, colors, timing)
             self._debug_pub.publish(rgb_to_image_msg(overlay, header))
 
-    def _overlay(self, rgb, poses: list[ObjectPose], K, estimator: Estimator, timing):
+    def _overlay(self, rgb, poses: list[ObjectPose], K, estimator: Estimator, colors, timing):
         canvas = rgb.copy()
         for pose in poses:
             bounds = estimator.objects[pose.name].mesh.bounds
             label = f"{pose.name} {pose.score:.2f} ({pose.inliers})"
-            draw_pose(
-                canvas, K, pose.matrix, bounds, self._colors[pose.name], label, pose.keypoints
-            )
+            draw_pose(canvas, K, pose.matrix, bounds, colors[pose.name], label, pose.keypoints)
         return caption(canvas, f"{len(poses)} found, {1000 * timing.total:.0f} ms")
 
     def _publish_diagnostics(self) -> None:
@@ -325,10 +388,18 @@ class PoseNode(Node):
         )
 
     def destroy_node(self) -> None:
+        with self._state:
+            self._closing = True
+            self._state.notify_all()
         self._slot.close()
-        if self._worker is not None:
-            self._worker.join(timeout=5.0)
+        for thread in (self._worker, self._builder):
+            if thread is not None:  # a build under way is not waited for to its end
+                thread.join(timeout=5.0)
         super().destroy_node()
+
+
+def _listed(settings: dict) -> str:
+    return ", ".join(f"{name}={value}" for name, value in settings.items())
 
 
 def main(args: list[str] | None = None) -> int:

@@ -1,14 +1,20 @@
 """The node's parameters: defaults, descriptions and validation in one table.
 
-Every parameter is declared with a descriptor: its description, its range where a range says
-it all (rclpy enforces it), and read-only for what is only read at start. A value that fails is
-refused with the reason, both from the YAML file at start and from `ros2 param set` at run time.
+Every parameter is declared with a descriptor: its description, its range where it has one
+(rclpy enforces it), and read-only for what is only read at start. A value that fails is refused
+with the reason, both from the YAML file at start and from `ros2 param set` at run time.
+
+The estimator's parameters are the flat settings of `ockd_ros.settings` (the CLIs' `--config`
+keys), taken from its table as they are: a row added there is a node parameter. A change of
+any of them is checked against the whole `EstimatorConfig` it gives before it is accepted.
 """
 
 from __future__ import annotations
 
+import array
+import enum
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,12 +28,22 @@ from rclpy.exceptions import (
 from rclpy.node import Node
 from rclpy.validate_topic_name import validate_topic_name
 
-from ockd_ros.features import BACKENDS
 from ockd_ros.geometry import UNIT_SCALE
 from ockd_ros.meshes import HOPE_OBJECTS, MESH_SUFFIXES, resolve_object
+from ockd_ros.settings import SETTINGS, SETTINGS_BY_NAME, Setting, one_of, settings_problem
 
 QOS_CHOICES = ("sensor_data", "reliable")
-INT_MAX = 2**31 - 1  # an integer range needs an upper end; this one means "no limit"
+INT_MAX = 2**31 - 1  # an integer range needs both ends; these mean "no limit"
+INT_MIN = -(2**31)
+
+
+class Affects(enum.Enum):
+    """What a change of a parameter at run time renews."""
+
+    ESTIMATOR = "estimator"  # a new estimator, built off the executor thread, then swapped in
+    TRACKER = "tracker"  # a new tracker around the same estimator (priors forgotten)
+    FILTER = "filter"  # the pose filter restarts
+    NOTHING = "nothing"  # read where it is used
 
 
 @dataclass(frozen=True)
@@ -36,45 +52,40 @@ class NodeParameter:
     default: Any
     description: str
     check: Callable[[Any], str | None] | None = None  # the reason a value is invalid, or None
-    at_least: float | None = None  # lower end of an rclpy range (no upper end)
+    minimum: float | None = None  # the range rclpy enforces (None: open at that end)
+    maximum: float | None = None
     read_only: bool = False  # read once at start: a change at run time is refused
-    rebuilds: bool = True  # a change rebuilds the estimator (template banks come from the cache)
+    affects: Affects = Affects.ESTIMATOR
 
     def descriptor(self) -> ParameterDescriptor:
         descriptor = ParameterDescriptor(description=self.description, read_only=self.read_only)
-        if self.at_least is not None and isinstance(self.default, int):
-            descriptor.integer_range = [IntegerRange(from_value=self.at_least, to_value=INT_MAX)]
-        elif self.at_least is not None:
-            descriptor.floating_point_range = [
-                FloatingPointRange(from_value=self.at_least, to_value=math.inf)
-            ]
+        if self.minimum is None and self.maximum is None:
+            return descriptor
+        if isinstance(self.default, int):
+            low = INT_MIN if self.minimum is None else int(self.minimum)
+            high = INT_MAX if self.maximum is None else int(self.maximum)
+            descriptor.integer_range = [IntegerRange(from_value=low, to_value=high)]
+        else:
+            low = -math.inf if self.minimum is None else float(self.minimum)
+            high = math.inf if self.maximum is None else float(self.maximum)
+            descriptor.floating_point_range = [FloatingPointRange(from_value=low, to_value=high)]
         return descriptor
 
-
-def _one_of(choices) -> Callable[[Any], str | None]:
-    return lambda value: None if value in choices else f"must be one of {list(choices)}"
-
-
-def _zero_or_at_least(minimum) -> Callable[[Any], str | None]:
-    return lambda value: None if value == 0 or value >= minimum else f"must be 0 or ≥ {minimum}"
+    @classmethod
+    def of_setting(cls, setting: Setting) -> NodeParameter:
+        """The node parameter of an estimator setting."""
+        return cls(
+            setting.name,
+            setting.default,
+            setting.describe(),
+            setting.reason,
+            setting.minimum,
+            setting.maximum,
+        )
 
 
 def _weight(value: float) -> str | None:
     return None if 0.0 < value <= 1.0 else "must be in (0, 1]"
-
-
-def _device(value: str) -> str | None:
-    from ockd_ros.device import resolve_device
-
-    try:
-        resolve_device(value)
-    except ValueError as error:
-        return str(error)
-    return None
-
-
-def _checkpoint(value: str) -> str | None:
-    return None if not value or Path(value).is_file() else f"no such file: {value}"
 
 
 def _objects(value: list[str]) -> str | None:
@@ -106,84 +117,62 @@ def pose_topic(name: str) -> str:
     return f"object_poses/{name}"
 
 
-PARAMETERS = (
+_OBJECTS = (
     NodeParameter(
         "objects", list(HOPE_OBJECTS), "objects to find: default object names or mesh file "
         "paths (.ply/.obj, in mesh_units)", _objects,
     ),
-    NodeParameter("mesh_units", "mm", "units of mesh files given by path", _one_of(UNIT_SCALE)),
-    NodeParameter(
-        "backend", "ockd", "feature backend: ockd (the network), sift (the OpenCV baseline) or "
-        "xfeat (optional extra)", _one_of(BACKENDS),
-    ),
-    NodeParameter(
-        "checkpoint", "", "network checkpoint file; empty for the shipped default", _checkpoint
-    ),
-    NodeParameter("device", "auto", "torch device: auto, cpu, cuda, cuda:N", _device),
-    NodeParameter(
-        "templates_per_object", 96, "template views rendered per object", at_least=1
-    ),
-    NodeParameter(
-        "grid_stride", 4, "ockd keypoints on a grid every N pixels, as pose matching needs; "
-        "0: detector maxima (r_thr, max_keypoints)", at_least=0,
-    ),
-    NodeParameter(
-        "r_thr", 1.5, "keypoint reliability threshold (ockd, grid_stride 0)", at_least=0.0
-    ),
-    NodeParameter(
-        "max_keypoints", 1024, "keypoints kept per image, strongest first (ockd, grid_stride 0)",
-        at_least=1,
-    ),
-    NodeParameter(
-        "min_inliers", 0, "PnP inliers needed to report a pose; 0: the backend's default "
-        "(ockd 40, sift 12)", _zero_or_at_least(4),
-    ),
+    NodeParameter("mesh_units", "mm", "units of mesh files given by path", one_of(UNIT_SCALE)),
+)  # fmt: skip
+_STREAM = (
     NodeParameter(
         "inference_width", 0, "resize wider images to this width before inference (intrinsics "
-        "follow); 0 keeps the camera resolution", at_least=0,
+        "follow); 0 keeps the camera resolution", minimum=0, affects=Affects.NOTHING,
     ),
     NodeParameter(
         "rectified", False, "images are rectified: use CameraInfo P and no distortion (else K "
-        "and D)", rebuilds=False,
+        "and D)", affects=Affects.NOTHING,
     ),
     NodeParameter(
         "qos", "sensor_data", "QoS of the camera subscriptions: sensor_data (best effort) or "
-        "reliable; read-only (set at start)", _one_of(QOS_CHOICES), read_only=True,
-        rebuilds=False,
+        "reliable; read-only (set at start)", one_of(QOS_CHOICES), read_only=True,
+        affects=Affects.NOTHING,
     ),
     NodeParameter(
         "compressed", False, "subscribe to sensor_msgs/CompressedImage on '<image>/compressed'; "
-        "read-only (set at start)", read_only=True, rebuilds=False,
+        "read-only (set at start)", read_only=True, affects=Affects.NOTHING,
     ),
     NodeParameter(
         "tracking", True, "look for each object around its last pose first (window and nearby "
-        "templates), in the whole frame when it is lost",
+        "templates), in the whole frame when it is lost", affects=Affects.TRACKER,
     ),
     NodeParameter(
         "tracking_zoom", False, "with tracking: search each object's box resized so that it "
         "shows at its templates' size (more accurate on small objects, slower)",
+        affects=Affects.TRACKER,
     ),
     NodeParameter(
         "full_search_frames", 15, "with tracking: a full search of every object at least every "
-        "N frames (0: only when an object is lost)", at_least=0,
+        "N frames (0: only when an object is lost)", minimum=0, affects=Affects.TRACKER,
     ),
     NodeParameter(
         "full_search_seconds", 3.0, "with tracking: a full search at least every T seconds of "
-        "image stamps (0: no time limit)", at_least=0.0,
+        "image stamps (0: no time limit)", minimum=0.0, affects=Affects.TRACKER,
     ),
     NodeParameter(
         "pose_filter", False, "smooth the published poses (exponential average, restarted on a "
-        "jump of 3 cm or 15°, so no lag)", rebuilds=False,
+        "jump of 3 cm or 15°, so no lag)", affects=Affects.FILTER,
     ),
     NodeParameter(
         "pose_filter_weight", 0.5, "weight of the new measurement in the pose filter, (0, 1]",
-        _weight, rebuilds=False,
+        _weight, affects=Affects.FILTER,
     ),
     NodeParameter(
         "publish_debug_image", False, "always publish the debug overlay (otherwise only while "
-        "someone subscribes)", rebuilds=False,
+        "someone subscribes)", affects=Affects.NOTHING,
     ),
 )  # fmt: skip
+PARAMETERS = (*_OBJECTS, *map(NodeParameter.of_setting, SETTINGS), *_STREAM)
 PARAMETERS_BY_NAME = {parameter.name: parameter for parameter in PARAMETERS}
 
 
@@ -197,12 +186,42 @@ def validate(name: str, value: Any) -> str | None:
     return None if reason is None else f"{name}={value!r} {reason}"
 
 
+def refusals(current: Mapping[str, Any], proposed: Mapping[str, Any]) -> list[str]:
+    """Why the `proposed` values (parameter name → value) cannot replace the `current` ones:
+    each value's own reason beyond its descriptor's type and range, else what the estimator's
+    config refuses in the settings they give together."""
+    proposed = {name: _plain(value) for name, value in proposed.items()}
+    reasons = _value_reasons(proposed)
+    changed = {name: value for name, value in proposed.items() if name in SETTINGS_BY_NAME}
+    if reasons or not changed:
+        return reasons
+    settings = {name: (current | proposed)[name] for name in SETTINGS_BY_NAME}
+    if reason := settings_problem(settings):
+        given = ", ".join(f"{name}={value!r}" for name, value in changed.items())
+        reasons.append(f"{given}: {reason}")
+    return reasons
+
+
+def _value_reasons(values: Mapping[str, Any]) -> list[str]:
+    return [reason for name, value in values.items() if (reason := validate(name, value))]
+
+
+def _plain(value: Any) -> Any:
+    """A parameter value as Python gives it: rclpy hands arrays to callbacks as array.array."""
+    return list(value) if isinstance(value, array.array) else value
+
+
+def estimator_settings(node: Node) -> dict[str, Any]:
+    """The node's current estimator settings (flat names of `ockd_ros.settings`)."""
+    return {name: node.get_parameter(name).value for name in SETTINGS_BY_NAME}
+
+
 def declare_parameters(node: Node) -> list[str]:
     """Declare every parameter on `node` with its descriptor, taking the values given at start
     (`--params-file`, `-p`); the reasons the given values are invalid, all of them at once.
 
     rclpy itself refuses a value of the wrong type or out of its range while declaring."""
-    reasons = []
+    reasons, given = [], {}
     for parameter in PARAMETERS:
         try:
             declared = node.declare_parameter(
@@ -211,6 +230,7 @@ def declare_parameters(node: Node) -> list[str]:
         except (InvalidParameterTypeException, InvalidParameterValueException) as error:
             reasons.append(str(error))
             continue
-        if reason := validate(parameter.name, declared.value):
-            reasons.append(reason)
-    return reasons
+        given[parameter.name] = declared.value
+    if reasons:  # the estimator's config as a whole needs every value
+        return reasons + _value_reasons(given)
+    return refusals({}, given)
