@@ -8,7 +8,7 @@ new field becomes a node parameter and a `--config` key by adding one row here.
 
 A setting's default leaves the backend's own value in place: either it equals that value for
 every backend (a test checks it), or it is the setting's `keep` value (0 for `min_inliers`:
-ockd 40, sift 12). Feature settings apply only to the backends whose feature config has the
+each backend's own). Feature settings apply only to the backends whose feature config has the
 field (`r_thr`: ockd).
 """
 
@@ -208,6 +208,20 @@ SETTINGS = (
     Setting(
         "reprojection_error", "pnp.reprojection_error", 4.0, "pixels: PnP inlier threshold",
         minimum=0.0,
+    ),
+    Setting(
+        "verify_hypotheses", "verify.hypotheses", 4, "with pose verification (ockd): templates "
+        "with the most matches that each give a PnP pose to judge", minimum=1,
+    ),
+    Setting(
+        "verify_min_share", "verify.min_share", 0.25, "with pose verification (ockd): share of "
+        "a template's projected points whose frame descriptors must agree for a pose",
+        minimum=0.0, maximum=1.0,
+    ),
+    Setting(
+        "verify_confident_share", "verify.confident_share", 0.5, "with pose verification "
+        "(ockd): the share a pose needs when no other template's pose agrees with it",
+        minimum=0.0, maximum=1.0,
     ),
     Setting(
         "cache_dir", "cache_dir", "", "template bank cache folder; empty: the default "

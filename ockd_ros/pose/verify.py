@@ -47,7 +47,7 @@ class VerifyConfig:
     # `support_diameters` of the object's diameter), or its share reaches `confident_share`.
     # Texture-poor clutter (LM-O) gives wrong poses as much agreement as right ones, but they
     # stand alone: neighbouring views of a right pose find it again.
-    confident_share: float = 0.6
+    confident_share: float = 0.5
     support_degrees: float = 20.0
     support_diameters: float = 0.25
     # Refinement: guided matching of the templates whose views lie within `refine_degrees` of
