@@ -2,8 +2,9 @@
 
 Three sources: held-out synthetic frame pairs (frames 3 apart, whole images, as in training);
 held-out synthetic frames against a reference render; real frames of a BOP dataset (LM-O,
-YCB-Video) against a reference render. A reference render is the object alone at its true pose turned 15° about its centre,
-which is what pose estimation asks of the features (a template never shows the scene).
+YCB-Video) against a reference render. A reference render is the object alone at its true
+pose turned 15° about its centre, which is what pose estimation asks of the features (a
+template never shows the scene).
 
     python bench/matching.py --data /work/data/ppdr_cpu --bop ../shared/data/lmo \
         [--checkpoint PT [PT ...]] [--baselines sift] [--pairs 40] [--out outputs/matching.md]
