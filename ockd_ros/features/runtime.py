@@ -212,12 +212,14 @@ def load_engine(engine: str, model: OCKDNet, cache_dir: Path | None = None) -> N
     The graph comes from `cache_dir` (default `default_network_cache_dir()`) or is exported
     there. Raises `EngineUnavailableError` when the engine is not installed or cannot run it.
     """
-    try:
-        __import__(engine)
-    except ImportError as error:
-        raise EngineUnavailableError(
-            f"{engine} is not installed (pip install 'ockd_ros[engine]')"
-        ) from error
+    for package in (engine, "onnx"):  # onnx: what torch exports the network with
+        try:
+            __import__(package)
+        except ImportError as error:
+            raise EngineUnavailableError(
+                f"{package} is not installed (pip install {package}; the extra "
+                "'ockd_ros[engine]' installs OpenVINO and onnx)"
+            ) from error
     model = model.to(device="cpu", dtype=torch.float32).eval()
     path = exported_path(model, cache_dir)
     if path.is_file():
