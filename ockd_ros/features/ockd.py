@@ -3,12 +3,13 @@
 Keypoints are local maxima of the reliability map above `r_thr`, at most `max_keypoints` of them;
 descriptors are sampled bilinearly from the lower-resolution descriptor maps at each keypoint.
 With a reference inter-object descriptor, only keypoints on that object are kept.
+The forward pass runs in torch or a CPU inference engine (`runtime`, see `features/runtime.py`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ockd_ros.device import resolve_device
+from ockd_ros.features.runtime import create_runner
 from ockd_ros.features.types import Features, check_image
 from ockd_ros.model.checkpoint import load_checkpoint
-from ockd_ros.model.network import OCKDNet, batch_statistics
+from ockd_ros.model.network import OCKDNet
 
 LOG = logging.getLogger(__name__)
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -30,6 +31,8 @@ DEFAULT_CHECKPOINT = WEIGHTS_DIR / "ockd_default.pt"
 class OckdConfig:
     checkpoint: str | None = None  # None: the shipped default checkpoint
     device: str = "auto"
+    # Where the forward pass runs: auto, torch, openvino or onnxruntime (features/runtime.py).
+    runtime: str = "auto"
     r_thr: float = 1.5  # reliability threshold
     nms_radius: int = 1  # 1 → 3×3 non-maximum suppression
     max_keypoints: int = 1024
@@ -50,13 +53,13 @@ class OckdExtractor:
         conf = self.conf
         if conf.r_thr < 0 or conf.max_keypoints < 1 or conf.nms_radius < 0 or conf.grid_stride < 0:
             raise ValueError(f"invalid extractor config: {self.conf}")
-        self.device = resolve_device(self.conf.device)
-        self.model = (model or _load_model(self.conf.checkpoint)).to(self.device).eval()
-        # channels-last convolutions are ~1.7× faster on CPU; on CUDA, fp16 halves the time.
-        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-        self.model = self.model.to(dtype=self.dtype, memory_format=torch.channels_last)
+        # The torch network stays the source of truth (its weights key the template banks).
+        self.model = (model or _load_model(conf.checkpoint)).eval()
+        self.network = create_runner(
+            self.model, conf.runtime, conf.device, conf.test_time_bn, from_checkpoint=model is None
+        )
+        self.device, self.dtype = self.network.device, self.network.dtype
 
-    @torch.inference_mode()
     def extract(self, image: np.ndarray, reference_inter: np.ndarray | None = None) -> Features:
         """Features of an H×W×3 uint8 RGB image.
 
@@ -64,14 +67,34 @@ class OckdExtractor:
         descriptor has cosine ≥ `mask_threshold` with it (i.e. on that object) are returned.
         """
         check_image(image)
-        if not image.flags.writeable:  # e.g. decoded from a message buffer; torch wants to own it
-            image = image.copy()
-        tensor = torch.from_numpy(image).to(self.device).permute(2, 0, 1)[None]
-        tensor = (tensor.to(self.dtype) / 255.0).contiguous(memory_format=torch.channels_last)
-        norm_mode = batch_statistics(self.model) if self.conf.test_time_bn else _no_change()
-        with norm_mode:
-            out = self.model(tensor)
-        reliability = out.reliability[0, 0].float()
+        features = self.extract_batch(image[None])[0]
+        if reference_inter is not None:
+            features = features.select(
+                object_mask(features.desc_inter, reference_inter, self.conf.mask_threshold)
+            )
+        return features
+
+    @torch.inference_mode()
+    def extract_batch(self, images: np.ndarray | Sequence[np.ndarray]) -> list[Features]:
+        """Features of each of B same-size H×W×3 uint8 RGB images, in one forward pass."""
+        images = [check_image(image) for image in images]
+        if len({image.shape for image in images}) > 1:
+            raise ValueError("a batch needs images of one size")
+        out = self.network(np.stack(images) if len(images) > 1 else images[0][None])
+        size = (images[0].shape[1], images[0].shape[0])
+        return [
+            self._features(out.reliability[b, 0], out.desc_intra[b], out.desc_inter[b], size)
+            for b in range(len(images))
+        ]
+
+    def _features(
+        self,
+        reliability: torch.Tensor,
+        desc_intra: torch.Tensor,
+        desc_inter: torch.Tensor,
+        size: tuple[int, int],
+    ) -> Features:
+        """Keypoints of one image's H×W reliability map, with descriptors sampled at them."""
         if self.conf.grid_stride > 0:
             keypoints, scores = grid_keypoints(reliability, self.conf.grid_stride, self.conf.border)
         else:
@@ -82,21 +105,15 @@ class OckdExtractor:
                 self.conf.max_keypoints,
                 self.conf.border,
             )
-        size = (image.shape[1], image.shape[0])
-        intra = sample_descriptors(out.desc_intra[0].float(), keypoints, size)
-        inter = sample_descriptors(out.desc_inter[0].float(), keypoints, size)
-        features = Features(
+        intra = sample_descriptors(desc_intra, keypoints, size)
+        inter = sample_descriptors(desc_inter, keypoints, size)
+        return Features(
             keypoints.cpu().numpy(),
             scores.cpu().numpy(),
             intra.cpu().numpy(),
             inter.cpu().numpy(),
             size,
         )
-        if reference_inter is not None:
-            features = features.select(
-                object_mask(features.desc_inter, reference_inter, self.conf.mask_threshold)
-            )
-        return features
 
 
 def detect_keypoints(
@@ -200,8 +217,3 @@ def _load_model(checkpoint: str | None) -> OCKDNet:
         DEFAULT_CHECKPOINT,
     )
     return OCKDNet()
-
-
-@contextlib.contextmanager
-def _no_change():
-    yield

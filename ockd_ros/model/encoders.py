@@ -8,8 +8,6 @@ load under their own names; `ockd_ros.model.pretrained` does the loading.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -100,6 +98,8 @@ class SameConv2d(nn.Conv2d):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if any(k < s for k, s in zip(self.kernel_size, self.stride, strict=True)):
+            raise ValueError(f"SAME padding needs kernel ≥ stride, got {self.kernel_size}")
         # Odd kernels at stride 1 pad symmetrically in both conventions: no copy needed.
         self.symmetric = self.stride == (1, 1) and all(k % 2 for k in self.kernel_size)
         if self.symmetric:
@@ -112,7 +112,10 @@ class SameConv2d(nn.Conv2d):
         for size, kernel, stride in zip(
             reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride), strict=True
         ):
-            total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+            # TF pads so that the output has ⌈size / stride⌉ pixels:
+            # (⌈size / stride⌉ - 1) · stride + kernel - size, never negative for kernel ≥ stride.
+            # In integer arithmetic, so an export with symbolic image sizes keeps it symbolic.
+            total = kernel - stride + (-size) % stride
             pads += [total // 2, total - total // 2]
         return F.conv2d(F.pad(x, pads), self.weight, self.bias, self.stride, 0, 1, self.groups)
 

@@ -210,7 +210,9 @@ class OCKDNet(nn.Module):
         columns = []
         for level in self.skip_levels:
             feature = features[level]
-            if feature.shape[-2:] != size:
+            # Decided by stride rather than by comparing shapes, so that an export with symbolic
+            # image sizes needs no guard: every level has ⌈H / its stride⌉ rows, as the output.
+            if 2 ** (level + 1) != self.conf.output_stride:
                 feature = F.interpolate(feature, size=size, mode="bilinear", align_corners=False)
             columns.append(F.normalize(feature, dim=1))
         return torch.cat(columns, dim=1)

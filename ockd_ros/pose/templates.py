@@ -4,9 +4,10 @@ Viewpoint sampling (see `template_poses`): `views` camera directions on a Fibona
 the whole sphere around the object (or the hemisphere around its `up` axis, +z by default, for
 objects that stand on their base), each looking at the centre of the object's bounding box with
 `up` upwards in the image, from the distance at which the bounding sphere spans `fill` of the
-template side. Each viewpoint is rendered with `inplane` rotations about the optical axis
+template side. Each viewpoint is seen with `inplane` rotations about the optical axis
 (360°/inplane apart): 1 for rotation-invariant descriptors such as SIFT, more for descriptors that
-are not. A bank holds `views × inplane` templates.
+are not. A bank holds `views × inplane` templates. Each viewpoint is rendered once, the turned
+templates are its image turned (`render_templates`), and features are extracted in batches.
 
 A bank is built once per object, backend and settings and cached as an NPZ file whose name holds
 a hash of everything that changes its content (see `bank_key`); a changed mesh, network or
@@ -23,7 +24,7 @@ import os
 import tempfile
 import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,12 +37,13 @@ from tqdm import tqdm
 from ockd_ros.features.types import FeatureExtractor, Features
 from ockd_ros.geometry import backproject, invert_pose, look_at, make_pose, transform_points
 from ockd_ros.meshes import ObjectMesh
-from ockd_ros.render import Renderer
+from ockd_ros.render import RenderedView, Renderer
 from ockd_ros.samples import default_camera
 
 LOG = logging.getLogger(__name__)
 BANK_FORMAT_VERSION = 3  # 2: colours; 3: vertex colours rendered as sRGB
 GOLDEN_ANGLE = np.pi * (3.0 - np.sqrt(5.0))
+EXTRACT_BATCH = 16  # templates per forward pass (same size: one batch, ~50 MB of outputs)
 
 
 @dataclass(frozen=True)
@@ -183,20 +185,31 @@ def build_bank(
     poses = template_poses(obj, conf, K)
     start = time.perf_counter()
     parts, inter_sum = [], None
-    for index, T_cam_obj in enumerate(
-        tqdm(poses, desc=f"{obj.name} templates", unit="view", disable=not progress, leave=False)
+    views = render_templates(obj, renderer, poses, K, conf)
+    for first in tqdm(
+        range(0, len(poses), EXTRACT_BATCH),
+        desc=f"{obj.name} templates",
+        unit="batch",
+        disable=not progress,
+        leave=False,
     ):
-        view = renderer.render([obj], [T_cam_obj], K, size, background=conf.background)
-        features = _on_object(extractor.extract(view.rgb), view.labels == 1, conf)
-        uv = features.keypoints.astype(np.float64)
-        rows, columns = np.round(uv[:, 1]).astype(int), np.round(uv[:, 0]).astype(int)
-        points = transform_points(
-            invert_pose(T_cam_obj), backproject(K, uv, view.depth[rows, columns])
-        )
-        ids = np.full(len(features), index, np.int32)
-        parts.append((features, points, view.rgb[rows, columns], ids))
-        if features.desc_inter is not None and len(features):
-            inter_sum = features.desc_inter.sum(0) + (0 if inter_sum is None else inter_sum)
+        batch = [next(views) for _ in range(min(EXTRACT_BATCH, len(poses) - first))]
+        for index, view, features in zip(
+            range(first, first + len(batch)),
+            batch,
+            extract_all(extractor, [view.rgb for view in batch]),
+            strict=True,
+        ):
+            features = _on_object(features, view.labels == 1, conf)
+            uv = features.keypoints.astype(np.float64)
+            rows, columns = np.round(uv[:, 1]).astype(int), np.round(uv[:, 0]).astype(int)
+            points = transform_points(
+                invert_pose(poses[index]), backproject(K, uv, view.depth[rows, columns])
+            )
+            ids = np.full(len(features), index, np.int32)
+            parts.append((features, points, view.rgb[rows, columns], ids))
+            if features.desc_inter is not None and len(features):
+                inter_sum = features.desc_inter.sum(0) + (0 if inter_sum is None else inter_sum)
     return TemplateBank(
         name=obj.name,
         backend=extractor.name,
@@ -212,6 +225,65 @@ def build_bank(
         key=key,
         build_seconds=time.perf_counter() - start,
     )
+
+
+def render_templates(
+    obj: ObjectMesh, renderer: Renderer, poses: np.ndarray, K: np.ndarray, conf: TemplateConfig
+) -> Iterator[RenderedView]:
+    """The templates at `poses` (viewpoint-major, `conf.inplane` turns each, as `template_poses`
+    gives them), in order. Each viewpoint is rendered once and its image turned for the other
+    in-plane turns: the same camera turned about its optical axis sees the same image turned
+    about the principal point, with the same depths and the same head light."""
+    size = (conf.size, conf.size)
+    for view_start in range(0, len(poses), conf.inplane):
+        upright = renderer.render([obj], [poses[view_start]], K, size, background=conf.background)
+        yield upright
+        for turn in range(1, conf.inplane):
+            yield turn_view(upright, 360.0 * turn / conf.inplane, K, conf.background)
+
+
+def turn_view(
+    view: RenderedView, degrees: float, K: np.ndarray, background: tuple[int, int, int]
+) -> RenderedView:
+    """`view` as the same camera turned by `degrees` about its optical axis (+z) sees it.
+
+    A point at pixel offset d from the principal point c moves to R(−θ)·d, so each output pixel
+    u takes the input at c + R(θ)·(u − c). Colour is interpolated bilinearly; depth and labels
+    take the nearest pixel (a blend across a silhouette would invent depths). Needs square
+    pixels (fx = fy), as every template camera has.
+    """
+    if not np.isclose(K[0, 0], K[1, 1]):
+        raise ValueError(f"turning a view needs square pixels, got fx {K[0, 0]}, fy {K[1, 1]}")
+    theta = np.radians(degrees)
+    rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    centre = K[:2, 2]
+    output_to_input = np.hstack([rotation, (centre - rotation @ centre)[:, None]])
+    height, width = view.depth.shape
+
+    def turned(image: np.ndarray, interpolation: int, fill) -> np.ndarray:
+        return cv2.warpAffine(
+            image,
+            output_to_input,
+            (width, height),
+            flags=interpolation | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=fill,
+        )
+
+    return RenderedView(
+        turned(view.rgb, cv2.INTER_LINEAR, tuple(int(v) for v in background)),
+        turned(view.depth, cv2.INTER_NEAREST, 0),
+        # int32 labels go through float32 (cv2 warps no int32), exact below 2**24.
+        turned(view.labels.astype(np.float32), cv2.INTER_NEAREST, 0).astype(np.int32),
+    )
+
+
+def extract_all(extractor: FeatureExtractor, images: list[np.ndarray]) -> list[Features]:
+    """Features of same-size images, in one forward pass where the backend batches."""
+    extract_batch = getattr(extractor, "extract_batch", None)
+    if extract_batch is not None:
+        return extract_batch(images)
+    return [extractor.extract(image) for image in images]
 
 
 def _on_object(features: Features, mask: np.ndarray, conf: TemplateConfig) -> Features:

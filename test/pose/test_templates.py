@@ -1,5 +1,6 @@
 import logging
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -8,7 +9,7 @@ from scipy.spatial import cKDTree
 
 from ockd_ros.features import create_extractor
 from ockd_ros.features.ockd import OckdConfig, OckdExtractor
-from ockd_ros.geometry import project, transform_points
+from ockd_ros.geometry import backproject, project, transform_points
 from ockd_ros.meshes import load_object, resolve_object
 from ockd_ros.model.network import NetworkConfig, OCKDNet
 from ockd_ros.pose.templates import (
@@ -18,6 +19,7 @@ from ockd_ros.pose.templates import (
     build_bank,
     key_digest,
     load_or_build_bank,
+    render_templates,
     sample_viewpoints,
     template_poses,
 )
@@ -71,19 +73,50 @@ def test_templates_centre_the_object_and_fit_it_in_view(macaroni):
     assert relative[2, 2] == pytest.approx(1.0)
 
 
-def test_bank_points_lie_on_the_mesh_and_reproject_onto_keypoints(renderer, sift, macaroni):
-    bank = build_bank(macaroni, sift, renderer, SMALL)
+# Upright views, and two views turned in-plane (120° apart: rendered once, turned twice).
+@pytest.mark.parametrize("conf", [SMALL, TemplateConfig(views=2, inplane=3, size=160)])
+def test_bank_points_lie_on_the_mesh_and_reproject_onto_keypoints(renderer, sift, macaroni, conf):
+    bank = build_bank(macaroni, sift, renderer, conf)
     assert bank.num_templates == 6 and len(bank.template_ids) > 50
+    assert set(bank.template_ids.tolist()) == set(range(6))
     assert np.all(np.diff(bank.template_ids) >= 0)
     assert bank.inter_mean is None  # SIFT has no inter-object descriptor
     for t in range(bank.num_templates):
         rows = bank.template_ids == t
-        assert rows.sum() <= SMALL.max_keypoints
+        assert rows.sum() <= conf.max_keypoints
         uv = project(bank.K, transform_points(bank.poses[t], bank.points[rows]))
         np.testing.assert_allclose(uv, bank.keypoints[rows], atol=1e-3)
     # Depth-lifted points sit on the surface: near a dense (≈1.5 mm spacing) surface sampling.
     surface = cKDTree(macaroni.sample_points(30000))
     assert np.percentile(surface.query(bank.points)[0], 95) < 0.003
+
+
+@pytest.mark.parametrize("inplane", [4, 8])
+def test_turned_templates_agree_with_rendering_each_turn(renderer, ketchup, inplane):
+    """A viewpoint is rendered once and its image turned for the in-plane turns: silhouettes and
+    depths, so the 3D points a bank lifts, agree with rendering every turn within a pixel's
+    worth (here exactly for quarter turns, whose pixels map onto pixels)."""
+    conf = TemplateConfig(views=2, inplane=inplane, size=160)
+    K = default_camera((conf.size, conf.size))
+    poses = template_poses(ketchup, conf, K)
+    turned = list(render_templates(ketchup, renderer, poses, K, conf))
+    assert len(turned) == len(poses)
+    for index, (pose, view) in enumerate(zip(poses, turned, strict=True)):
+        direct = renderer.render([ketchup], [pose], K, (conf.size, conf.size))
+        mask, direct_mask = view.labels == 1, direct.labels == 1
+        assert (mask & direct_mask).sum() / (mask | direct_mask).sum() > 0.97
+        # Inside both silhouettes (depth at the very edge mixes object and background).
+        inside = cv2.erode((mask & direct_mask).astype(np.uint8), np.ones((5, 5), np.uint8))
+        rows, columns = np.nonzero(inside)
+        pixels = np.stack([columns, rows], axis=1).astype(np.float64)
+        to_object = np.linalg.inv(pose)
+        points = transform_points(to_object, backproject(K, pixels, view.depth[rows, columns]))
+        truth = transform_points(to_object, backproject(K, pixels, direct.depth[rows, columns]))
+        footprint = direct.depth[rows, columns] / K[0, 0]  # metres one pixel spans there
+        error = np.linalg.norm(points - truth, axis=1) / footprint
+        assert np.median(error) < 0.5 and np.percentile(error, 95) < 1.5, index
+        if (index % inplane) * 360 // inplane % 90 == 0:  # upright and quarter turns
+            assert np.median(error) == 0.0
 
 
 def _textured_box(path, extents):
