@@ -328,9 +328,10 @@ def backend_fingerprint(extractor: FeatureExtractor) -> dict[str, Any]:
     only changes provenance keeps its banks.
     """
     conf = dataclasses.asdict(extractor.conf) if dataclasses.is_dataclass(extractor.conf) else {}
-    # Where the network runs and where its file lives do not change the features it computes,
-    # and the object-mask threshold only applies to frames.
-    for unused in ("device", "checkpoint", "mask_threshold"):
+    # Where the network runs (device, inference engine: outputs agree within 1e-3, checked at
+    # load) and where its file lives do not change the features it computes, and the
+    # object-mask threshold only applies to frames.
+    for unused in ("device", "runtime", "checkpoint", "mask_threshold"):
         conf.pop(unused, None)
     model = getattr(extractor, "model", None)
     dtype = getattr(extractor, "dtype", None)  # what 'auto' precision resolved to here
