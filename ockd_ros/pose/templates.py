@@ -32,11 +32,11 @@ from typing import Any
 import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
-from tqdm import tqdm
 
 from ockd_ros.features.types import FeatureExtractor, Features
 from ockd_ros.geometry import backproject, invert_pose, look_at, make_pose, transform_points
 from ockd_ros.meshes import ObjectMesh
+from ockd_ros.progress import progress_bar
 from ockd_ros.render import RenderedView, Renderer
 from ockd_ros.samples import default_camera
 
@@ -186,11 +186,11 @@ def build_bank(
     start = time.perf_counter()
     parts, inter_sum = [], None
     views = render_templates(obj, renderer, poses, K, conf)
-    for first in tqdm(
+    for first in progress_bar(
         range(0, len(poses), EXTRACT_BATCH),
         desc=f"{obj.name} templates",
         unit="batch",
-        disable=not progress,
+        enabled=progress,
         leave=False,
     ):
         batch = [next(views) for _ in range(min(EXTRACT_BATCH, len(poses) - first))]
