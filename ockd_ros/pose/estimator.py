@@ -326,11 +326,14 @@ class Estimator:
         regions: Mapping[str, np.ndarray] | None = None,
         templates: Mapping[str, Sequence[int]] | None = None,
         min_inlier_ratio: float | None = None,
+        priors: Mapping[str, ObjectPose] | None = None,
     ) -> list[ObjectPose]:
         """`estimate` on a prepared frame: its features are reused, not extracted again.
 
         min_inlier_ratio: the share of a template's matches a pose's inliers must make up, when
         other than `conf.pnp`'s (a tracker, whose prior already constrains the pose, asks less).
+        priors: per object, its pose in a recent frame: a new pose near it is supported as one
+        that another template's pose agrees with is (`verify`).
         """
         start = time.perf_counter()
         names = list(self.objects) if objects is None else list(objects)
@@ -340,7 +343,7 @@ class Estimator:
                 f"unknown objects {unknown}; this estimator knows {list(self.objects)}"
             )
         regions = _check_regions(regions or {}, names, frame.shape)
-        templates = templates or {}
+        templates, priors = templates or {}, priors or {}
         pnp = self.conf.pnp
         if min_inlier_ratio is not None:
             pnp = dataclasses.replace(pnp, min_inlier_ratio=min_inlier_ratio)
@@ -350,7 +353,7 @@ class Estimator:
         found = []
         for name in names:
             pose = self._estimate_object(
-                name, frame, regions.get(name), templates.get(name), pnp, timing
+                name, frame, regions.get(name), templates.get(name), pnp, timing, priors.get(name)
             )
             if pose is not None:
                 found.append(pose)
@@ -366,6 +369,7 @@ class Estimator:
         candidates: Sequence[int] | None,
         pnp: PnPConfig,
         timing: EstimateTiming,
+        prior: ObjectPose | None = None,
     ) -> ObjectPose | None:
         bank = self.banks[name]
         features, grey, K, D = frame.features, frame.grey, frame.K, frame.D
@@ -395,7 +399,7 @@ class Estimator:
         step = now
         keypoints = features.keypoints[selected]
         if self.conf.verify.enabled:
-            found = self._verified_pose(name, frame, keypoints, matches, pnp)
+            found = self._verified_pose(name, frame, keypoints, matches, pnp, prior)
         else:
             found = self._counted_pose(bank, keypoints, matches, K, D, pnp)
         if found is None:
@@ -449,6 +453,7 @@ class Estimator:
         keypoints: np.ndarray,
         matches: TemplateMatches,
         pnp: PnPConfig,
+        prior: ObjectPose | None = None,
     ) -> _Found | None:
         """Per template with most matches a PnP pose, judged by how the template's points agree
         with the frame's descriptors (`pose.verify`); the best, if verified, refined on the
@@ -462,27 +467,26 @@ class Estimator:
         if not judged:
             return None
         evidence, best = max(judged, key=lambda pair: pair[0].count(conf.agreement))
-        if not verified(evidence, self._supported(name, best, judged), conf):
+        if not verified(evidence, self._supported(name, best, judged, prior), conf):
             return None
         best.score = evidence.share(conf.agreement)
         return self._refined(lookup, bank, frame, best, evidence) or best
 
-    def _supported(self, name: str, best: _Found, judged: list[tuple[Agreement, _Found]]) -> bool:
-        """Whether the pose of another template than `best`'s agrees with `best`'s."""
+    def _supported(
+        self,
+        name: str,
+        best: _Found,
+        judged: list[tuple[Agreement, _Found]],
+        prior: ObjectPose | None,
+    ) -> bool:
+        """Whether another template's pose, or the object's recent pose, agrees with `best`'s."""
         conf = self.conf.verify
         metres = conf.support_diameters * self.objects[name].diameter
-        return any(
-            found.template != best.template
-            and same_pose(
-                best.result.R,
-                best.result.t,
-                found.result.R,
-                found.result.t,
-                conf.support_degrees,
-                metres,
-            )
-            for _, found in judged
-        )
+        R, t = best.result.R, best.result.t
+        others = [(f.result.R, f.result.t) for _, f in judged if f.template != best.template]
+        if prior is not None:
+            others.append((prior.R, prior.t))
+        return any(same_pose(R, t, R2, t2, conf.support_degrees, metres) for R2, t2 in others)
 
     def _hypotheses(
         self,

@@ -177,7 +177,8 @@ class Tracker:
         if searched:
             if whole is None:
                 whole = self.estimator.prepare(rgb, K, D)
-            for pose in self.estimator.search(whole, searched):
+            recent = {name: self._priors[name].pose for name in self._fresh_priors(searched, stamp)}
+            for pose in self.estimator.search(whole, searched, priors=recent):
                 found[pose.name], modes[pose.name] = pose, SEARCHED
             timings.append(self.estimator.last_timing)
             status.update(self.estimator.last_status)
@@ -207,7 +208,10 @@ class Tracker:
         height, width = frame.shape
         regions = {name: _box_mask(box, (height, width)) for name, box in boxes.items()}
         templates = {name: self._near_templates(name) for name in boxes}
-        poses = self.estimator.search(frame, list(boxes), regions, templates, self._ratio())
+        priors = {name: self._priors[name].pose for name in boxes}
+        poses = self.estimator.search(
+            frame, list(boxes), regions, templates, self._ratio(), priors=priors
+        )
         timings.append(self.estimator.last_timing)
         status.update(self.estimator.last_status)
         return poses
@@ -230,7 +234,11 @@ class Tracker:
             frame = self.estimator.prepare(rgb, K, D, roi=box, scale=scale)
             templates = {name: self._near_templates(name)}
             poses += self.estimator.search(
-                frame, [name], templates=templates, min_inlier_ratio=self._ratio()
+                frame,
+                [name],
+                templates=templates,
+                min_inlier_ratio=self._ratio(),
+                priors={name: prior},
             )
             timings.append(self.estimator.last_timing)
             status.update(self.estimator.last_status)
