@@ -135,6 +135,10 @@ def _publish_bag(conf: BagDemoConfig, bag: Path, node: subprocess.Popen, log_pat
             for frame in source.frames():
                 if frame.skipped:  # nothing a camera driver would publish
                     continue
+                if not published:  # discovery may still be matching the CameraInfo topic
+                    size = (frame.rgb.shape[1], frame.rgb.shape[0])
+                    camera.publish_info(frame.intrinsics.K, size, frame.stamp, frame.frame_id)
+                    peer.spin_until(lambda: False, 1.0)
                 camera.publish(frame.rgb, frame.intrinsics.K, frame.stamp, frame.frame_id)
                 published[frame.stamp] = time.monotonic()
                 peer.spin_until(lambda: False, 1.0 / conf.rate)

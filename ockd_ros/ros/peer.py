@@ -57,10 +57,19 @@ class CameraPublisher:
         self.info = node.create_publisher(CameraInfo, camera_info, qos)
 
     def publish(self, rgb: np.ndarray, K: np.ndarray, stamp_ns: int, frame_id: str) -> None:
-        header = Header(frame_id=frame_id)
-        header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 10**9)
+        header = self._header(stamp_ns, frame_id)
         self.info.publish(camera_info_msg(K, (rgb.shape[1], rgb.shape[0]), header))
         self.image.publish(rgb_to_image_msg(rgb, header))
+
+    def publish_info(self, K: np.ndarray, size: tuple[int, int], stamp_ns: int, frame_id: str):
+        """The CameraInfo alone, as a driver publishes it before its first image arrives."""
+        self.info.publish(camera_info_msg(K, size, self._header(stamp_ns, frame_id)))
+
+    @staticmethod
+    def _header(stamp_ns: int, frame_id: str) -> Header:
+        header = Header(frame_id=frame_id)
+        header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 10**9)
+        return header
 
     def connected(self) -> bool:
         """Both topics have a subscriber: a frame sent when only the Image had one would reach
