@@ -159,13 +159,13 @@ class OpenVinoRunner(_EngineRunner):
     """OpenVINO on the CPU in float32 (its default there is bfloat16 where the CPU has it).
 
     One model compiled for any image size serves every call; an image size seen again (frames of
-    one camera, batches of templates) gets a model compiled for exactly that size, ~25 % faster,
-    at the cost of a compilation (under a second). The few most recent such models are kept.
+    one camera, batches of templates) gets a model compiled for exactly that size (8–30 % faster
+    in runs here), at the cost of a compilation and its memory; the two most recent are kept.
     """
 
     name = "openvino"
     STATIC_AFTER = 2  # calls with one input shape before it gets its own compiled model
-    STATIC_MODELS = 4  # compiled fixed-shape models kept
+    STATIC_MODELS = 2  # fixed-shape models kept; each holds its activations (~60 MB at 640×480)
     SHAPES_COUNTED = 64  # input shapes remembered for STATIC_AFTER
 
     def __init__(self, path: Path):
