@@ -130,16 +130,7 @@ def test_a_pretrained_encoder_with_zero_rate_and_frozen_statistics_stays_imagene
     out unchanged (running statistics included) while the decoder and heads learn; with
     `hypercolumn_lr_scale: 0` the hypercolumn projection stays the orthogonal map it starts as."""
     network = PRETRAINED_NETWORK
-    conf = _conf(
-        steps=4,
-        validate_every=100,
-        network=network,
-        pretrained_encoder=True,
-        encoder_lr_scale=0.0,
-        hypercolumn_lr_scale=0.0,
-        frozen_encoder_statistics=True,
-    )
-    trained = load_checkpoint(main(conf, data_dir, tmp_path / "run"))
+    trained = load_checkpoint(main(_frozen_imagenet(steps=4), data_dir, tmp_path / "run"))
     _assert_encoder_is_imagenet(trained, network)
     assert torch.count_nonzero(trained.descriptor_head.weight) > 0  # started at zero, learned
     projection = trained.skip_head.weight.float().flatten(1)
@@ -155,18 +146,25 @@ def test_a_pretrained_encoder_with_zero_rate_and_frozen_statistics_stays_imagene
 def test_the_whitened_pca_start_leaves_the_imagenet_statistics_alone(data_dir, tmp_path):
     """Sampling the hypercolumn for the whitened projection runs the encoder on training frames:
     it must not replace ImageNet's BatchNorm running statistics with theirs (it did, issue 21)."""
-    network = PRETRAINED_NETWORK
-    conf = _conf(
+    conf = _frozen_imagenet(
         steps=2,
+        hypercolumn_init=HypercolumnInit(method="whitened_pca", frames=4, pixels_per_frame=500),
+    )
+    trained = load_checkpoint(main(conf, data_dir, tmp_path / "run"))
+    _assert_encoder_is_imagenet(trained, PRETRAINED_NETWORK)
+
+
+def _frozen_imagenet(**overrides) -> TrainConfig:
+    """A run whose ImageNet encoder must come out as it went in: rates 0, frozen statistics."""
+    return _conf(
         validate_every=100,
-        network=network,
+        network=PRETRAINED_NETWORK,
         pretrained_encoder=True,
         encoder_lr_scale=0.0,
         hypercolumn_lr_scale=0.0,
         frozen_encoder_statistics=True,
-        hypercolumn_init=HypercolumnInit(method="whitened_pca", frames=4, pixels_per_frame=500),
+        **overrides,
     )
-    _assert_encoder_is_imagenet(load_checkpoint(main(conf, data_dir, tmp_path / "run")), network)
 
 
 def _assert_encoder_is_imagenet(trained: OCKDNet, network: NetworkConfig) -> None:
