@@ -4,11 +4,12 @@
 - `torch`: the network as loaded (CUDA in float16, the CPU in float32);
 - `openvino`, `onnxruntime`: the network exported to ONNX and run by that engine on the CPU, in
   float32 (outputs within ~1e-6 of torch's);
-- `auto`: on the CPU, the fastest engine installed (OpenVINO, then ONNX Runtime: measured on this
-  machine, see docs/benchmarks.md), else torch. Torch on CUDA, with test-time BatchNorm (it needs
-  each image's own statistics, which an exported graph has frozen), and for a network passed in
-  as an object rather than loaded from a checkpoint (training's validation and tests hand over
-  networks that keep changing: exporting each would cost more than it saves).
+- `auto`: on the CPU, the fastest engine installed (OpenVINO, then ONNX Runtime: 40 and 57 ms
+  against torch's 91 at 640×480 on a quiet 2-core CPU, docs/benchmarks.md), else torch.
+  Torch on CUDA, with test-time BatchNorm (it needs each image's own statistics, which an
+  exported graph has frozen), and for a network passed in as an object rather than loaded from
+  a checkpoint (training's validation and tests hand over networks that keep changing:
+  exporting each would cost more than it saves).
 
 The checkpoint stays the source of truth. Its exported graph is cached beside the template banks,
 in `$XDG_CACHE_HOME/ockd_ros/networks/ockd-<hash>.onnx`, the hash covering the network's config
