@@ -461,7 +461,7 @@ class Estimator:
         conf, bank = self.conf.verify, self.banks[name]
         lookup = frame.lookup(self._grid_spacing())
         judged = [
-            (self._agreement(lookup, bank, found, frame), found)
+            (self._agreement(lookup, name, found, frame), found)
             for found in self._hypotheses(bank, frame, keypoints, matches, pnp)
         ]
         if not judged:
@@ -470,7 +470,7 @@ class Estimator:
         if not verified(evidence, self._supported(name, best, judged, prior), conf):
             return None
         best.score = evidence.share(conf.agreement)
-        return self._refined(lookup, bank, frame, best, evidence) or best
+        return self._refined(lookup, name, frame, best, evidence) or best
 
     def _supported(
         self,
@@ -516,11 +516,16 @@ class Estimator:
                 hypotheses.append(_Found(result, points, pixels, templates[0], 0.0))
         return hypotheses
 
+    def _rows(self, name: str, templates: Sequence[int]) -> np.ndarray:
+        """Bank rows of `name`'s templates (ascending), from the bank's row offsets."""
+        return self._bank_desc[name].strongest_rows(None, np.asarray(templates, np.int64))
+
     def _agreement(
-        self, lookup: FrameLookup, bank: TemplateBank, found: _Found, frame: PreparedFrame
+        self, lookup: FrameLookup, name: str, found: _Found, frame: PreparedFrame
     ) -> Agreement:
         """How the points of `found`'s template agree with the frame at its pose."""
-        rows = bank.rows_of(found.template)
+        bank = self.banks[name]
+        rows = self._rows(name, [found.template])
         R, t = found.result.R, found.result.t
         return agreement(
             lookup,
@@ -536,18 +541,18 @@ class Estimator:
     def _refined(
         self,
         lookup: FrameLookup,
-        bank: TemplateBank,
+        name: str,
         frame: PreparedFrame,
         found: _Found,
         evidence: Agreement,
     ) -> _Found | None:
         """`found` refined on every point of the templates near its view (`verify.refine`), or
         None when the refinement fails or its pose agrees less with the frame."""
-        conf = self.conf.verify
+        conf, bank = self.conf.verify, self.banks[name]
         near = np.flatnonzero(
             bank.view_angles(found.result.R, found.result.t) <= conf.refine_degrees
         )
-        rows = bank.rows_of(np.union1d(near, [found.template]))
+        rows = self._rows(name, np.union1d(near, [found.template]))
         result = found.result
         refined = refine(
             lookup,
@@ -569,7 +574,7 @@ class Estimator:
             found.template,
             found.score,
         )
-        after = self._agreement(lookup, bank, candidate, frame)
+        after = self._agreement(lookup, name, candidate, frame)
         if after.count(conf.agreement) < evidence.count(conf.agreement):
             return None
         candidate.score = after.share(conf.agreement)

@@ -114,10 +114,6 @@ class TemplateBank:
         cosine = (np.einsum("vij,ij->v", self.poses[:, :3, :3], centred) - 1.0) / 2.0
         return np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
 
-    def rows_of(self, templates: int | Sequence[int]) -> np.ndarray:
-        """Indices of the rows (keypoints) of one template or of several."""
-        return np.flatnonzero(np.isin(self.template_ids, np.atleast_1d(templates)))
-
     def subset(self, templates: Sequence[int]) -> TemplateBank:
         """A bank with only the given templates, renumbered 0..len-1 (for benchmarks)."""
         templates = np.asarray(templates, dtype=np.int64)
