@@ -34,6 +34,14 @@ def invert_pose(T: np.ndarray) -> np.ndarray:
     return make_pose(R.T, -R.T @ t)
 
 
+def same_pose(R1, t1, R2, t2, degrees: float, metres: float) -> bool:
+    """Whether two poses (R 3×3, t 3) lie within `degrees` of rotation and `metres` of
+    translation of each other."""
+    cosine = (np.trace(np.asarray(R1).T @ np.asarray(R2)) - 1.0) / 2.0
+    angle = np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
+    return bool(angle <= degrees and np.linalg.norm(np.asarray(t1) - np.asarray(t2)) <= metres)
+
+
 def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Apply the 4×4 pose `T` to N×3 points."""
     return points @ T[:3, :3].T + T[:3, 3]

@@ -10,6 +10,7 @@ from ockd_ros.geometry import (
     look_at,
     make_pose,
     project,
+    same_pose,
     transform_points,
     unit_scale,
 )
@@ -64,3 +65,12 @@ def test_look_at_straight_down_is_well_defined():
 def test_check_intrinsics_rejects_bad_matrices(K, message):
     with pytest.raises(ValueError, match=message):
         check_intrinsics(K)
+
+
+def test_same_pose_compares_rotation_and_translation():
+    R = Rotation.from_euler("xyz", [10, 20, 30], degrees=True).as_matrix()
+    turned = Rotation.from_euler("z", 25, degrees=True).as_matrix() @ R
+    t = np.array([0.1, 0.0, 0.8])
+    assert same_pose(R, t, R, t + 0.01, 20.0, 0.02)
+    assert not same_pose(R, t, turned, t, 20.0, 0.02)
+    assert not same_pose(R, t, R, t + 0.05, 20.0, 0.02)

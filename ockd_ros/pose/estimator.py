@@ -20,7 +20,7 @@ import numpy as np
 
 from ockd_ros.features import create_extractor
 from ockd_ros.features.types import FeatureExtractor, Features, check_image
-from ockd_ros.geometry import check_intrinsics, make_pose
+from ockd_ros.geometry import check_intrinsics, make_pose, same_pose
 from ockd_ros.meshes import ObjectMesh
 from ockd_ros.pose.flips import FlipConfig, GreyFrame, best_turn, box_turns, turned_pose
 from ockd_ros.pose.matching import (
@@ -43,7 +43,6 @@ from ockd_ros.pose.verify import (
     VerifyConfig,
     agreement,
     refine,
-    same_pose,
     verified,
 )
 from ockd_ros.render import Renderer

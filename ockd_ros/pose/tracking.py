@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
-from ockd_ros.geometry import box_corners, project, transform_points
+from ockd_ros.geometry import box_corners, project, same_pose, transform_points
 from ockd_ros.pose.estimator import (
     MAX_SCALE,
     MIN_SCALE,
@@ -328,9 +328,8 @@ class PoseFilter:
 
     def _jumped(self, previous: tuple[np.ndarray, np.ndarray], pose: ObjectPose) -> bool:
         R0, t0 = previous
-        angle = np.degrees(Rotation.from_matrix(R0.T @ pose.R).magnitude())
-        moved = np.linalg.norm(pose.t - t0)
-        return bool(moved > self.conf.jump_metres or angle > self.conf.jump_degrees)
+        conf = self.conf
+        return not same_pose(R0, t0, pose.R, pose.t, conf.jump_degrees, conf.jump_metres)
 
 
 def _box_mask(box: tuple[int, int, int, int], shape: tuple[int, int]) -> np.ndarray:

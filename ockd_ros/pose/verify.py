@@ -221,13 +221,6 @@ def verified(found: Agreement, supported: bool, conf: VerifyConfig) -> bool:
     return supported or share >= conf.confident_share
 
 
-def same_pose(R1, t1, R2, t2, degrees: float, metres: float) -> bool:
-    """Whether two poses lie within `degrees` of rotation and `metres` of translation."""
-    cosine = (np.trace(np.asarray(R1).T @ np.asarray(R2)) - 1.0) / 2.0
-    angle = np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
-    return bool(angle <= degrees and np.linalg.norm(np.asarray(t1) - np.asarray(t2)) <= metres)
-
-
 @dataclass
 class Refined:
     """A refined pose and the correspondences it rests on: N×3 object points, N×2 pixels."""

@@ -14,7 +14,6 @@ from ockd_ros.pose.verify import (
     agreement,
     project_points,
     refine,
-    same_pose,
     verified,
 )
 
@@ -131,15 +130,6 @@ def test_refinement_brings_a_nearby_pose_back_to_the_true_one(lookup):
     assert np.linalg.norm(refined.t - t) < 0.25 * np.linalg.norm(start_t - t)
     angle = Rotation.from_matrix(refined.R.T @ R).magnitude()
     assert angle < 0.25 * 0.03
-
-
-def test_same_pose_compares_rotation_and_translation():
-    R = Rotation.from_euler("xyz", [10, 20, 30], degrees=True).as_matrix()
-    turned = Rotation.from_euler("z", 25, degrees=True).as_matrix() @ R
-    t = np.array([0.1, 0.0, 0.8])
-    assert same_pose(R, t, R, t + 0.01, 20.0, 0.02)
-    assert not same_pose(R, t, turned, t, 20.0, 0.02)
-    assert not same_pose(R, t, R, t + 0.05, 20.0, 0.02)
 
 
 def test_refinement_gives_up_where_nothing_agrees(lookup):
