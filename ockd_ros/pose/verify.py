@@ -148,17 +148,10 @@ class FrameLookup:
         best_index = np.full(len(rows), -1, np.int64)
         for dy in range(-reach, reach + 1):
             for dx in range(-reach, reach + 1):
-                r, c = rows + dy, cols + dx
-                inside = self._inside(r, c)
-                index = np.full(len(rows), -1, np.int64)
-                index[inside] = self.index[r[inside], c[inside]]
-                present = np.flatnonzero(index >= 0)
-                if len(present) == 0:
-                    continue
-                cosine = (desc[present] * self.desc[index[present]]).sum(dim=1).numpy()
-                better = cosine > best[present]
-                best[present[better]] = cosine[better]
-                best_index[present[better]] = index[present[better]]
+                index, cosine = self._neighbours(rows + dy, cols + dx, desc)
+                better = cosine > best  # NaN (no keypoint there) is never better
+                best[better] = cosine[better]
+                best_index[better] = index[better]
         cosine = np.where(best_index >= 0, best, np.nan).astype(np.float32)
         return Agreement(cosine, best_index)
 
@@ -171,8 +164,8 @@ class FrameLookup:
         desc = torch.from_numpy(np.ascontiguousarray(desc, np.float32))
         centre = (desc * self.desc[index]).sum(dim=1).numpy()
         for axis, (dr, dc) in enumerate(((0, 1), (1, 0))):
-            before = self._cosine_at(rows - dr, cols - dc, desc)
-            after = self._cosine_at(rows + dr, cols + dc, desc)
+            before = self._neighbours(rows - dr, cols - dc, desc)[1]
+            after = self._neighbours(rows + dr, cols + dc, desc)[1]
             curvature = before + after - 2.0 * centre
             with np.errstate(invalid="ignore", divide="ignore"):
                 shift = 0.5 * (before - after) / curvature
@@ -180,14 +173,18 @@ class FrameLookup:
             pixels[usable, axis] += np.clip(shift[usable], -0.5, 0.5) * self.cell
         return pixels
 
-    def _cosine_at(self, rows: np.ndarray, cols: np.ndarray, desc: torch.Tensor) -> np.ndarray:
+    def _neighbours(
+        self, rows: np.ndarray, cols: np.ndarray, desc: torch.Tensor
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The frame keypoint of each cell (rows, cols) (−1 where none, or off the grid) and
+        its cosine with the same row of the M×D `desc` (NaN where none)."""
         inside = self._inside(rows, cols)
         index = np.full(len(rows), -1, np.int64)
         index[inside] = self.index[rows[inside], cols[inside]]
         cosine = np.full(len(rows), np.nan)
         present = np.flatnonzero(index >= 0)
         cosine[present] = (desc[present] * self.desc[index[present]]).sum(dim=1).numpy()
-        return cosine
+        return index, cosine
 
 
 def project_points(points: np.ndarray, R, t, K, D) -> tuple[np.ndarray, np.ndarray]:
