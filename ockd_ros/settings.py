@@ -40,6 +40,7 @@ class Setting:
     minimum, maximum: the range of a number (inclusive; None: open).
     check: the reason a value is invalid beyond type and range, or None.
     keep: the value that leaves the backend's own in place (NOT_KEPT: none does).
+    any_length: a list of numbers may have any length (else the length of `default`).
     """
 
     name: str
@@ -50,6 +51,7 @@ class Setting:
     maximum: float | None = None
     check: Callable[[Any], str | None] | None = None
     keep: Any = NOT_KEPT
+    any_length: bool = False  # a list setting of any length (else that of its default)
 
     def applies_to(self, backend: str) -> bool:
         """Whether `backend` has this field: every backend, but a feature only those whose
@@ -82,7 +84,7 @@ class Setting:
 
     def reason(self, value: Any) -> str | None:
         """Why `value` is invalid for this setting (type, range, check), or None."""
-        reason = _type_problem(self.default, value)
+        reason = _type_problem(self.default, value, self.any_length)
         if reason is None and _is_number(value):
             reason = _range_problem(value, self.minimum, self.maximum)
         if reason is None and self.check is not None and value != self.keep:
@@ -95,8 +97,9 @@ class Setting:
         return None if reason is None else f"{self.name}={value!r} {reason}"
 
 
-def _type_problem(default: Any, value: Any) -> str | None:
-    """Why `value` is not of the setting's type (that of its `default`), or None."""
+def _type_problem(default: Any, value: Any, any_length: bool = False) -> str | None:
+    """Why `value` is not of the setting's type (that of its `default`; lists of its length
+    unless `any_length`), or None."""
     if isinstance(default, bool):
         return None if isinstance(value, bool) else "must be true or false"
     if isinstance(default, int):
@@ -107,6 +110,8 @@ def _type_problem(default: Any, value: Any) -> str | None:
         return None if isinstance(value, str) else "must be a string"
     if isinstance(default, list):
         vector = isinstance(value, list | tuple) and all(map(_is_number, value))
+        if any_length:
+            return None if vector and value else "must be a list of numbers"
         return None if vector and len(value) == len(default) else f"must be {len(default)} numbers"
     raise TypeError(f"no type check for a setting of type {type(default).__name__}")
 
@@ -125,6 +130,12 @@ def _range_problem(value: float, minimum: float | None, maximum: float | None) -
 
 def one_of(choices) -> Callable[[Any], str | None]:
     return lambda value: None if value in choices else f"must be one of {list(choices)}"
+
+
+def _template_scales(value: list[float]) -> str | None:
+    if all(0.1 <= scale <= 1.0 for scale in value):
+        return None
+    return "must be scales in [0.1, 1]"
 
 
 def _zero_or_at_least(minimum: int) -> Callable[[int], str | None]:
@@ -186,6 +197,12 @@ SETTINGS = (
     Setting(
         "templates_up", "templates.up", [0.0, 0.0, 1.0], "the object axis that points up in "
         "templates and, with templates_hemisphere, the side views come from (mesh frame)",
+    ),
+    Setting(
+        "templates_scales", "templates.scales", [0.0], "sizes of the object in the templates, "
+        "relative to the largest: each view is kept at each (0.55: for objects that look about "
+        "half as large in the images); [0]: the backend's default {defaults}",
+        check=_template_scales, keep=[0.0], any_length=True,
     ),
     Setting(
         "frame_scale", "frame_scale", 1.0, "each image is resized by this before extraction "

@@ -30,6 +30,7 @@ CHANGED = {
     "templates_per_object": 24,
     "templates_hemisphere": True,
     "templates_up": [0.0, 1.0, 0.0],
+    "templates_scales": [1.0, 0.5, 0.25],
     "max_keypoints": 800,
     "r_thr": 2.0,
     "reprojection_error": 6.0,
@@ -67,24 +68,38 @@ def test_settings_reach_their_fields_for_the_backends_that_have_them():
     assert sift.matching.max_ratio == 0.7
     assert sift.templates.views == 24 and sift.templates.hemisphere
     assert sift.templates.up == (0.0, 1.0, 0.0)
+    assert sift.templates.scales == (1.0, 0.5, 0.25)
     assert sift.features == {"max_keypoints": 800}  # r_thr is ockd's: SIFT has none
     ockd = estimator_config(CHANGED | {"backend": "ockd"})
     assert ockd.features == default_config("ockd").features | {"max_keypoints": 800, "r_thr": 2.0}
     # 0 keeps the backend's own
     kept = estimator_config({"backend": "ockd", "min_inliers": 0}).pnp.min_inliers
     assert kept == default_config("ockd").pnp.min_inliers
+    kept = estimator_config({"backend": "ockd", "templates_scales": [0.0]}).templates.scales
+    assert kept == default_config("ockd").templates.scales
+    one = estimator_config({"backend": "ockd", "templates_scales": [1.0]}).templates.scales
+    assert one == (1.0,)
 
 
 def test_invalid_settings_are_refused_with_every_reason():
     with pytest.raises(ValueError) as refused:
         estimator_config(
-            {"frame_scale": 5.0, "min_inliers": 3, "templates_per_object": "many", "backend": "orb"}
+            {
+                "frame_scale": 5.0,
+                "min_inliers": 3,
+                "templates_per_object": "many",
+                "templates_scales": [1.0, 2.0],
+                "backend": "orb",
+            }
         )
     message = str(refused.value)
     assert "frame_scale=5.0 must be in [0.25, 4]" in message
     assert "min_inliers=3 must be 0 or ≥ 4" in message
     assert "templates_per_object='many' must be an integer" in message
     assert "backend='orb' must be one of" in message
+    assert "templates_scales=[1.0, 2.0] must be scales in [0.1, 1]" in message
+    with pytest.raises(ValueError, match="templates_scales=\\[\\] must be a list of numbers"):
+        estimator_config({"templates_scales": []})
     # what the config's own validation refuses, beyond any one setting
     with pytest.raises(ValueError, match="up must be a finite non-zero vector"):
         estimator_config({"templates_up": [0.0, 0.0, 0.0]})

@@ -89,20 +89,22 @@ def default_config(backend: str) -> EstimatorConfig:
     neighbours with Lowe's ratio test, in float32: the baseline as template pipelines run it.
     ockd: descriptors on a 4-px grid (the detector fires on too few pixels of an object for
     PnP), 256-px templates so the grid covers them densely, 4 in-plane turns per view (the
-    descriptors tolerate about ±30° of roll), one-way matching with a spatial ratio test, a
-    PnP pose from each of the 4 templates with most matches, and the pose whose template's
-    points agree best with the frame's descriptors wherever they project, accepted when at
-    least 24 agree and make up 25 % of those seen, then refined on every point of the
-    templates near its view (`pose.verify`; a count of inliers cannot tell the right pose
-    from chance on objects with few distinctive points: on YCB-Video it refused right poses of
-    the mustard bottle and tuna can, and relaxed, accepted wrong ones on LM-O). Dense
-    matching against all 384 templates is too slow, so two votes of template keypoints
-    against every 4th frame keypoint pick the templates to match (16 rows of every template
-    keep 32 templates, 64 rows of those keep 4); with bfloat16 products where the CPU has them
-    this is 5x faster than one vote for 8 templates in float32. A pose turned onto a look-alike
-    face is put right by colour (`flips`). Every frame keypoint is a candidate
-    (mask_threshold −1): the shipped model's inter-object descriptors do not yet separate
-    objects from their background.
+    descriptors tolerate about ±30° of roll), each view also shrunk to 0.55 (the descriptors
+    tolerate about ±30 % of scale; on YCB-Video the tuna can shows at 0.56 of its templates'
+    size, and was never found with one scale), each scale shortlisted on its own, one-way
+    matching with a spatial ratio test, a PnP pose from each of the 4 templates with most
+    matches, and the pose whose template's points agree best with the frame's descriptors
+    wherever they project, accepted when at least 24 agree and make up 25 % of those seen, then
+    refined on every point of the templates of its scale near its view (`pose.verify`; a count
+    of inliers cannot tell the right pose from chance on objects with few distinctive points: on
+    YCB-Video it refused right poses of the mustard bottle and tuna can, and relaxed, accepted
+    wrong ones on LM-O). Dense matching against all 2 × 384 templates is too slow, so two votes
+    of template keypoints against every 4th frame keypoint pick the templates to match (16 rows
+    of every template keep 32 templates of each scale, 64 rows of those keep 4 of each); with
+    bfloat16 products where the CPU has them this is 5x faster than one vote for 8 templates in
+    float32. A pose turned onto a look-alike face is put right by colour (`flips`). Every frame
+    keypoint is a candidate (mask_threshold −1): the shipped model's inter-object descriptors do
+    not yet separate objects from their background.
     xfeat: the SIFT pipeline with three changes, each measured on rendered default objects
     (bench/rendered_pose.py's 20 instances, seeds 0 and 1): 4 in-plane turns per view, as
     XFeat is not rotation-invariant (4 of 20 objects within 1 cm/5° instead of 1; 8 turns: 3);
@@ -118,7 +120,7 @@ def default_config(backend: str) -> EstimatorConfig:
         return EstimatorConfig(
             backend="ockd",
             features={"grid_stride": 4, "mask_threshold": -1.0},
-            templates=TemplateConfig(size=256, inplane=4, max_keypoints=512),
+            templates=TemplateConfig(size=256, inplane=4, max_keypoints=512, scales=(1.0, 0.55)),
             matching=MatchingConfig(
                 max_ratio=0.9,
                 ratio_radius=8.0,
@@ -240,7 +242,9 @@ class Estimator:
         self.objects = {obj.name: obj for obj in objects}
         self.banks, self.built = self._load_banks(renderer, progress)
         self._bank_desc = {
-            name: BankDescriptors(bank.descriptors, bank.template_ids, bank.num_templates)
+            name: BankDescriptors(
+                bank.descriptors, bank.template_ids, bank.num_templates, _scale_groups(bank)
+            )
             for name, bank in self.banks.items()
         }
         # Per object: its bounding-box centre (templates look at it, look-alike faces turn about
@@ -260,7 +264,8 @@ class Estimator:
         centre = self._centres[name]
         template_depth = np.linalg.norm(bank.poses[0, :3, :3] @ centre + bank.poses[0, :3, 3])
         depth = float((np.asarray(R) @ centre + np.asarray(t).ravel())[2])
-        return float(bank.K[0, 0] / template_depth * depth / np.asarray(K)[0, 0])
+        focal = bank.K[0, 0] * bank.scales[0]
+        return float(focal / template_depth * depth / np.asarray(K)[0, 0])
 
     def estimate(
         self,
@@ -498,7 +503,9 @@ class Estimator:
         """A PnP pose from each of the `verify.hypotheses` templates with most matches, and one
         from all their matches pooled (their 3D points share the object frame, so the right
         matches of neighbouring views agree on one pose), judged with the first's points."""
-        templates = matches.best_templates(self.conf.verify.hypotheses, bank.num_templates)
+        templates = matches.best_templates(
+            self.conf.verify.hypotheses, bank.num_templates, self._bank_desc[bank.name].groups
+        )
         hypotheses = []
         for template in templates:
             own = matches.of_template(template)
@@ -548,8 +555,11 @@ class Estimator:
         """`found` refined on every point of the templates near its view (`verify.refine`), or
         None when the refinement fails or its pose agrees less with the frame."""
         conf, bank = self.conf.verify, self.banks[name]
+        # Views of the same scale only: another scale's descriptors of the same points would
+        # agree less, or by chance.
         near = np.flatnonzero(
-            bank.view_angles(found.result.R, found.result.t) <= conf.refine_degrees
+            (bank.view_angles(found.result.R, found.result.t) <= conf.refine_degrees)
+            & (bank.scales == bank.scales[found.template])
         )
         rows = self._rows(name, np.union1d(near, [found.template]))
         result = found.result
@@ -660,6 +670,15 @@ class Estimator:
             for own in own_renderer:
                 own.close()
         return banks, built
+
+
+def _scale_groups(bank: TemplateBank) -> np.ndarray | None:
+    """V ints: each template's scale as an index (None for a bank of one scale), so that each
+    scale is shortlisted and gives hypotheses on its own: an object seen at one scale would
+    otherwise have its pose judged only among the other scale's templates, if those happen to
+    win the votes."""
+    scales, groups = np.unique(bank.scales, return_inverse=True)
+    return groups if len(scales) > 1 else None
 
 
 def _check_regions(

@@ -93,9 +93,17 @@ class BankDescriptors:
     """A bank's M×D unit descriptors as a torch tensor, with each row's template.
 
     template_ids: M ascending template indices of the rows; V = `num_templates`.
+    groups: V ints or None: templates of different groups (the scales of a bank) are
+    shortlisted separately, `shortlist` of each, so no group crowds out another.
     """
 
-    def __init__(self, descriptors: np.ndarray, template_ids: np.ndarray, num_templates: int):
+    def __init__(
+        self,
+        descriptors: np.ndarray,
+        template_ids: np.ndarray,
+        num_templates: int,
+        groups: np.ndarray | None = None,
+    ):
         template_ids = np.asarray(template_ids, dtype=np.int64)
         if len(template_ids) != len(descriptors):
             raise ValueError(f"{len(descriptors)} descriptors but {len(template_ids)} template ids")
@@ -108,6 +116,9 @@ class BankDescriptors:
         self.template_ids = torch.from_numpy(template_ids)
         self.offsets = np.concatenate([[0], np.cumsum(counts)])  # V+1: rows of template v
         self.num_templates = num_templates
+        if groups is not None and len(groups) != num_templates:
+            raise ValueError(f"{len(groups)} groups for {num_templates} templates")
+        self.groups = None if groups is None else np.asarray(groups, np.int64)
         self._cast: dict[torch.dtype, torch.Tensor] = {torch.float32: self.desc}
 
     def desc_as(self, dtype: torch.dtype) -> torch.Tensor:
@@ -120,7 +131,8 @@ class BankDescriptors:
         """The rows of some templates only (template numbers kept) and their rows in this bank."""
         rows = self.strongest_rows(None, np.unique(templates))
         ids = self.template_ids.numpy()[rows]
-        return BankDescriptors(self.desc.numpy()[rows], ids, self.num_templates), rows
+        restricted = BankDescriptors(self.desc.numpy()[rows], ids, self.num_templates, self.groups)
+        return restricted, rows
 
     def strongest_rows(self, count: int | None, templates: np.ndarray | None = None) -> np.ndarray:
         """Row indices of the first `count` rows (rows are stored strongest first; None: all)
@@ -172,11 +184,14 @@ class TemplateMatches:
         """V int64: matches per template."""
         return np.bincount(self.template, minlength=num_templates)
 
-    def best_templates(self, count: int, num_templates: int) -> list[int]:
-        """Up to `count` templates with the most matches (ties: lower index), none without any."""
+    def best_templates(
+        self, count: int, num_templates: int, groups: np.ndarray | None = None
+    ) -> list[int]:
+        """Up to `count` templates with the most matches (ties: lower index), none without any;
+        with V `groups`, up to `count` of each group, best first."""
         counts = self.counts(num_templates)
-        order = np.argsort(-counts, kind="stable")[:count]
-        return [int(t) for t in order if counts[t] > 0]
+        order = np.argsort(-counts, kind="stable")
+        return [int(t) for t in first_of_each_group(order[counts[order] > 0], count, groups)]
 
     def of_template(self, template: int) -> TemplateMatches:
         keep = self.template == template
@@ -191,8 +206,8 @@ class TemplateMatches:
 def shortlist_templates(
     frame_desc: np.ndarray, bank: BankDescriptors, conf: MatchingConfig
 ) -> np.ndarray:
-    """Indices of the `conf.shortlist` templates, best first, ranked by how many of their
-    strongest rows pass the ratio test against a frame subsample (every
+    """Indices of the `conf.shortlist` templates (of each group), best first, ranked by how
+    many of their strongest rows pass the ratio test against a frame subsample (every
     `shortlist_frame_step`-th keypoint: sparse enough that neighbours rarely fail the test);
     with `preselect`, among the winners of a first vote with `preselect_rows` rows each."""
     frame = torch.from_numpy(np.ascontiguousarray(frame_desc[:: conf.shortlist_frame_step]))
@@ -202,9 +217,10 @@ def shortlist_templates(
     with torch.inference_mode():
         if conf.preselect:
             rows = bank.strongest_rows(conf.preselect_rows)
-            templates = np.sort(_most_voted(_votes(frame, bank, rows, conf), conf.preselect))
+            votes = _votes(frame, bank, rows, conf)
+            templates = np.sort(_most_voted(votes, conf.preselect, bank.groups))
         votes = _votes(frame, bank, bank.strongest_rows(conf.shortlist_rows, templates), conf)
-    return _most_voted(votes, conf.shortlist)
+    return _most_voted(votes, conf.shortlist, bank.groups)
 
 
 def _votes(
@@ -225,10 +241,23 @@ def _votes(
     )
 
 
-def _most_voted(votes: torch.Tensor, count: int) -> np.ndarray:
-    """Up to `count` templates with the most votes, best first (ties: lower index), none without."""
-    order = torch.argsort(votes, descending=True, stable=True)[:count].numpy()
-    return order[votes.numpy()[order] > 0]
+def _most_voted(votes: torch.Tensor, count: int, groups: np.ndarray | None) -> np.ndarray:
+    """Up to `count` templates with the most votes (of each group, with `groups`), best first
+    (ties: lower index), none without."""
+    order = torch.argsort(votes, descending=True, stable=True).numpy()
+    return first_of_each_group(order[votes.numpy()[order] > 0], count, groups)
+
+
+def first_of_each_group(order: np.ndarray, count: int, groups: np.ndarray | None) -> np.ndarray:
+    """The first `count` of `order` (template indices), or with V `groups` the first `count` of
+    each group, in their order."""
+    if groups is None:
+        return order[:count]
+    keep = np.zeros(len(order), bool)
+    of_order = groups[order]
+    for group in np.unique(of_order):
+        keep[np.flatnonzero(of_order == group)[:count]] = True
+    return order[keep]
 
 
 def match_templates(

@@ -41,7 +41,7 @@ from ockd_ros.render import RenderedView, Renderer
 from ockd_ros.samples import default_camera
 
 LOG = logging.getLogger(__name__)
-BANK_FORMAT_VERSION = 3  # 2: colours; 3: vertex colours rendered as sRGB
+BANK_FORMAT_VERSION = 4  # 2: colours; 3: vertex colours rendered as sRGB; 4: scales
 GOLDEN_ANGLE = np.pi * (3.0 - np.sqrt(5.0))
 # Templates per forward pass. Larger batches gain little on a CPU and cost memory: an engine model
 # compiled for 16 templates of 256² holds ~0.5 GB, for 4 ~40 MB.
@@ -56,6 +56,10 @@ class TemplateConfig:
     up: tuple[float, float, float] = (0.0, 0.0, 1.0)  # object axis shown upwards in templates
     size: int = 256  # template side in pixels (square)
     fill: float = 0.8  # fraction of the side spanned by the object's bounding sphere
+    # Sizes of the object in the templates, relative to `fill`: every view is also kept at each
+    # smaller scale (its render shrunk), for objects that look that much smaller in the frames
+    # (farther away, or small themselves) than the learned descriptors tolerate.
+    scales: tuple[float, ...] = (1.0,)
     max_keypoints: int = 256  # strongest keypoints kept per template
     edge_margin: int = 2  # pixels: keypoints this close to the silhouette are dropped
     background: tuple[int, int, int] = (0, 0, 0)
@@ -67,6 +71,8 @@ class TemplateConfig:
             raise ValueError(f"template size must be ≥ 32 pixels, got {self.size}")
         if not 0.0 < self.fill <= 1.0:
             raise ValueError(f"fill must be in (0, 1], got {self.fill}")
+        if not self.scales or not all(0.1 <= scale <= 1.0 for scale in self.scales):
+            raise ValueError(f"scales must be in [0.1, 1] (at least one), got {self.scales}")
         if not np.all(np.isfinite(self.up)) or np.linalg.norm(self.up) == 0:
             raise ValueError(f"up must be a finite non-zero vector, got {self.up}")
         if self.max_keypoints < 1 or self.edge_margin < 0:
@@ -77,11 +83,13 @@ class TemplateConfig:
 class TemplateBank:
     """All templates of one object for one feature backend, keypoints flattened over templates.
 
-    keypoints: M×2 float32 template pixels. descriptors: M×D float32 unit rows (intra-object).
+    keypoints: M×2 float32 pixels of the template at its scale. descriptors: M×D float32 unit
+    rows (intra-object).
     points: M×3 float32, each keypoint's 3D point in the object frame (metres).
     colors: M×3 uint8 RGB of the template at each keypoint.
     template_ids: M int32, the template of each row, ascending.
-    poses: V×4×4 float64 `T_cam_obj` of each template. K: 3×3 template intrinsics.
+    poses: V×4×4 float64 `T_cam_obj` of each template. K: 3×3 intrinsics of a template at scale 1.
+    scales: V float64, each template's scale: its image is K's shrunk by this (same pose).
     inter_mean: D2 float32 unit mean inter-object descriptor, None for backends without one.
     """
 
@@ -98,6 +106,7 @@ class TemplateBank:
     inter_mean: np.ndarray | None
     key: str
     build_seconds: float
+    scales: np.ndarray
 
     @property
     def num_templates(self) -> int:
@@ -129,6 +138,7 @@ class TemplateBank:
             colors=self.colors[rows],
             template_ids=renumber[self.template_ids[rows]],
             poses=self.poses[templates],
+            scales=self.scales[templates],
         )
 
 
@@ -176,13 +186,15 @@ def build_bank(
     key: str = "",
     progress: bool = False,
 ) -> TemplateBank:
-    """Render every template of `obj`, extract features and lift on-object keypoints to 3D."""
+    """Render every template of `obj`, extract features and lift on-object keypoints to 3D.
+
+    Templates are numbered scale-major: all views at `conf.scales[0]`, then all at the next."""
     conf.validate()
     size = (conf.size, conf.size)
     K = default_camera(size)
     poses = template_poses(obj, conf, K)
     start = time.perf_counter()
-    parts, inter_sum = [], None
+    parts: list[list[tuple]] = [[] for _ in conf.scales]
     views = render_templates(obj, renderer, poses, K, conf)
     for first in progress_bar(
         range(0, len(poses), EXTRACT_BATCH),
@@ -192,37 +204,84 @@ def build_bank(
         leave=False,
     ):
         batch = [next(views) for _ in range(min(EXTRACT_BATCH, len(poses) - first))]
-        for index, view, features in zip(
-            range(first, first + len(batch)),
-            batch,
-            extract_all(extractor, [view.rgb for view in batch]),
-            strict=True,
-        ):
-            features = _on_object(features, view.labels == 1, conf)
-            uv = features.keypoints.astype(np.float64)
-            rows, columns = np.round(uv[:, 1]).astype(int), np.round(uv[:, 0]).astype(int)
-            points = transform_points(
-                invert_pose(poses[index]), backproject(K, uv, view.depth[rows, columns])
-            )
-            ids = np.full(len(features), index, np.int32)
-            parts.append((features, points, view.rgb[rows, columns], ids))
-            if features.desc_inter is not None and len(features):
-                inter_sum = features.desc_inter.sum(0) + (0 if inter_sum is None else inter_sum)
+        for scale_index, scale in enumerate(conf.scales):
+            shrunk = [shrink_view(view, scale) for view in batch]
+            K_scaled = scaled_camera(K, shrunk[0].depth.shape[::-1], size)
+            for index, view, features in zip(
+                range(first, first + len(batch)),
+                shrunk,
+                extract_all(extractor, [view.rgb for view in shrunk]),
+                strict=True,
+            ):
+                template = scale_index * len(poses) + index
+                parts[scale_index].append(
+                    _lifted(features, view, poses[index], K_scaled, template, conf)
+                )
+    parts_flat = [part for scale_parts in parts for part in scale_parts]
+    inter = [f.desc_inter.sum(0) for f, *_ in parts_flat if f.desc_inter is not None and len(f)]
     return TemplateBank(
         name=obj.name,
         backend=extractor.name,
-        keypoints=np.concatenate([f.keypoints for f, *_ in parts]).astype(np.float32),
-        descriptors=np.concatenate([f.desc_intra for f, *_ in parts]).astype(np.float32),
-        points=np.concatenate([p for _, p, _, _ in parts]).astype(np.float32),
-        colors=np.concatenate([c for _, _, c, _ in parts]).astype(np.uint8),
-        template_ids=np.concatenate([ids for *_, ids in parts]),
-        poses=poses,
+        keypoints=np.concatenate([f.keypoints for f, *_ in parts_flat]).astype(np.float32),
+        descriptors=np.concatenate([f.desc_intra for f, *_ in parts_flat]).astype(np.float32),
+        points=np.concatenate([p for _, p, _, _ in parts_flat]).astype(np.float32),
+        colors=np.concatenate([c for _, _, c, _ in parts_flat]).astype(np.uint8),
+        template_ids=np.concatenate([ids for *_, ids in parts_flat]),
+        poses=np.tile(poses, (len(conf.scales), 1, 1)),
         K=K,
         size=size,
-        inter_mean=_unit(inter_sum),
+        inter_mean=_unit(np.sum(inter, axis=0) if inter else None),
         key=key,
         build_seconds=time.perf_counter() - start,
+        scales=np.repeat(np.asarray(conf.scales, np.float64), len(poses)),
     )
+
+
+def _lifted(
+    features: Features,
+    view: RenderedView,
+    pose: np.ndarray,
+    K: np.ndarray,
+    template: int,
+    conf: TemplateConfig,
+) -> tuple[Features, np.ndarray, np.ndarray, np.ndarray]:
+    """A template's on-object features, their 3D points (object frame), colours and ids."""
+    features = _on_object(features, view.labels == 1, conf)
+    uv = features.keypoints.astype(np.float64)
+    rows, columns = np.round(uv[:, 1]).astype(int), np.round(uv[:, 0]).astype(int)
+    points = transform_points(invert_pose(pose), backproject(K, uv, view.depth[rows, columns]))
+    ids = np.full(len(features), template, np.int32)
+    return features, points, view.rgb[rows, columns], ids
+
+
+def shrink_view(view: RenderedView, scale: float) -> RenderedView:
+    """`view` resized by `scale` (1: itself): what a camera at the same pose with the focal
+    length and principal point scaled alike sees (`scaled_camera`). Colour is averaged; depth
+    and labels take the nearest pixel (a blend across a silhouette would invent depths)."""
+    if scale == 1.0:
+        return view
+    height, width = view.depth.shape
+    size = (max(round(width * scale), 1), max(round(height * scale), 1))
+    return RenderedView(
+        cv2.resize(view.rgb, size, interpolation=cv2.INTER_AREA),
+        cv2.resize(view.depth, size, interpolation=cv2.INTER_NEAREST),
+        # int32 labels go through float32 (cv2 resizes no int32), exact below 2**24.
+        cv2.resize(view.labels.astype(np.float32), size, interpolation=cv2.INTER_NEAREST).astype(
+            np.int32
+        ),
+    )
+
+
+def scaled_camera(K: np.ndarray, size: tuple[int, int], original: tuple[int, int]) -> np.ndarray:
+    """The intrinsics of an image of `size` (width, height) resized from one of `original` size
+    taken with K: pixel centres map as x' = (x + ½)·w'/w − ½."""
+    sx, sy = size[0] / original[0], size[1] / original[1]
+    scaled = np.asarray(K, np.float64).copy()
+    scaled[0] *= sx
+    scaled[1] *= sy
+    scaled[0, 2] += 0.5 * sx - 0.5
+    scaled[1, 2] += 0.5 * sy - 0.5
+    return scaled
 
 
 def render_templates(
@@ -414,6 +473,7 @@ def write_bank(path: Path, bank: TemplateBank, key: dict[str, Any]) -> Path:
         "template_ids": bank.template_ids,
         "poses": bank.poses,
         "K": bank.K,
+        "scales": bank.scales,
         "size": np.asarray(bank.size),
         "build_seconds": np.asarray(bank.build_seconds),
         "key_json": np.asarray(json.dumps(key, sort_keys=True)),
@@ -453,6 +513,7 @@ def read_bank(path: Path, digest: str) -> TemplateBank | None:
                 inter_mean=data["inter_mean"] if "inter_mean" in data.files else None,
                 key=digest,
                 build_seconds=float(data["build_seconds"]),
+                scales=data["scales"],
             )
         _check_bank(bank)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
@@ -471,6 +532,7 @@ def _check_bank(bank: TemplateBank) -> None:
         and len(bank.descriptors) == m
         and bank.poses.ndim == 3
         and bank.poses.shape[1:] == (4, 4)
+        and bank.scales.shape == bank.poses.shape[:1]
     )
     if not shapes_ok:
         raise ValueError("array shapes are inconsistent")

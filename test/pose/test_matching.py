@@ -6,7 +6,9 @@ from ockd_ros.features.types import Features
 from ockd_ros.pose.matching import (
     BankDescriptors,
     MatchingConfig,
+    TemplateMatches,
     _largest_columns,
+    first_of_each_group,
     match_templates,
     select_object,
     shortlist_templates,
@@ -114,6 +116,39 @@ def test_preselection_keeps_the_template_that_sees_the_frame():
     assert shortlist_templates(frame, bank_desc, conf)[0] == 6
     with pytest.raises(ValueError, match="preselect"):
         MatchingConfig(preselect=-1).validate()
+
+
+def test_each_group_of_templates_is_shortlisted_on_its_own():
+    """Templates 1 and 2 see the frame best; template 4, of the second group (another scale),
+    sees it less well than they do but better than its own group's noise: it is kept."""
+    rng = np.random.default_rng(5)
+    frame = _unit(rng.normal(size=(40, 16)))
+    bank = _unit(rng.normal(size=(60, 16)))
+    bank[10:20] = _unit(frame[:10] + 0.05 * rng.normal(size=(10, 16)))
+    bank[20:30] = _unit(frame[10:20] + 0.05 * rng.normal(size=(10, 16)))
+    bank[40:45] = _unit(frame[20:25] + 0.05 * rng.normal(size=(5, 16)))
+    ids = np.repeat(np.arange(6), 10)
+    conf = MatchingConfig(max_ratio=0.9, shortlist=2, shortlist_rows=10, shortlist_frame_step=1)
+    assert shortlist_templates(frame, BankDescriptors(bank, ids, 6), conf).tolist() == [1, 2]
+    grouped = BankDescriptors(bank, ids, 6, groups=np.array([0, 0, 0, 1, 1, 1]))
+    shortlist = shortlist_templates(frame, grouped, conf).tolist()
+    assert shortlist[:2] == [1, 2] and 4 in shortlist and len(shortlist) == 4
+    matches = match_templates(frame, grouped, conf)
+    assert matches.best_templates(1, 6, grouped.groups) == [1, 4]
+    with pytest.raises(ValueError, match="groups"):
+        BankDescriptors(bank, ids, 6, groups=np.zeros(5, int))
+
+
+def test_best_templates_of_each_group():
+    order = np.array([5, 1, 4, 0, 2, 3])
+    groups = np.array([0, 0, 1, 1, 1, 0])
+    assert first_of_each_group(order, 2, None).tolist() == [5, 1]
+    assert first_of_each_group(order, 2, groups).tolist() == [5, 1, 4, 2]
+    assert first_of_each_group(order, 1, groups).tolist() == [5, 4]
+    template = np.array([1, 1, 1, 0, 3, 3, 2])
+    matches = TemplateMatches(*(np.arange(7),) * 2, template, np.ones(7, np.float32))
+    assert matches.best_templates(1, 4) == [1]
+    assert matches.best_templates(1, 4, np.array([0, 0, 1, 1])) == [1, 3]
 
 
 def test_shortlist_settings_are_checked():

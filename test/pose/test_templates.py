@@ -21,6 +21,7 @@ from ockd_ros.pose.templates import (
     load_or_build_bank,
     render_templates,
     sample_viewpoints,
+    scaled_camera,
     template_poses,
 )
 from ockd_ros.samples import default_camera
@@ -89,6 +90,36 @@ def test_bank_points_lie_on_the_mesh_and_reproject_onto_keypoints(renderer, sift
     # Depth-lifted points sit on the surface: near a dense (≈1.5 mm spacing) surface sampling.
     surface = cKDTree(macaroni.sample_points(30000))
     assert np.percentile(surface.query(bank.points)[0], 95) < 0.003
+
+
+def test_smaller_scales_keep_every_view_with_points_on_the_mesh(renderer, sift, macaroni):
+    conf = TemplateConfig(views=4, size=192, scales=(1.0, 0.5))
+    bank = build_bank(macaroni, sift, renderer, conf)
+    assert bank.num_templates == 8
+    np.testing.assert_array_equal(bank.scales, [1.0] * 4 + [0.5] * 4)
+    np.testing.assert_array_equal(bank.poses[:4], bank.poses[4:])  # same views, scale-major
+    assert set(bank.template_ids.tolist()) == set(range(8))
+    surface = cKDTree(macaroni.sample_points(30000))
+    for t in range(bank.num_templates):
+        rows = bank.template_ids == t
+        side = round(conf.size * bank.scales[t])
+        K = scaled_camera(bank.K, (side, side), bank.size)
+        uv = project(K, transform_points(bank.poses[t], bank.points[rows]))
+        np.testing.assert_allclose(uv, bank.keypoints[rows], atol=1e-3)
+        assert bank.keypoints[rows].max() < side
+        # A shrunk template's pixel spans twice the surface: points stay within two of them.
+        assert np.percentile(surface.query(bank.points[rows])[0], 95) < 0.006
+    # The object spans half the pixels, so the shrunk views keep fewer keypoints.
+    assert (bank.template_ids >= 4).sum() < (bank.template_ids < 4).sum()
+
+
+def test_a_scaled_camera_sees_what_resizing_the_image_shows():
+    K = default_camera((160, 120))
+    points = np.array([[0.05, -0.02, 0.6], [-0.1, 0.07, 0.9], [0.0, 0.0, 1.0]])
+    for size in ((80, 60), (57, 43), (320, 240)):
+        sx, sy = size[0] / 160, size[1] / 120
+        resized = (project(K, points) + 0.5) * [sx, sy] - 0.5  # cv2.resize's pixel-centre map
+        np.testing.assert_allclose(project(scaled_camera(K, size, (160, 120)), points), resized)
 
 
 @pytest.mark.parametrize("inplane", [4, 8])
@@ -191,6 +222,9 @@ def test_invalid_template_settings():
         TemplateConfig(size=8),
         TemplateConfig(fill=1.5),
         TemplateConfig(up=(0.0, 0.0, 0.0)),
+        TemplateConfig(scales=()),
+        TemplateConfig(scales=(1.0, 0.05)),
+        TemplateConfig(scales=(1.5,)),
     ):
         with pytest.raises(ValueError):
             bad.validate()
