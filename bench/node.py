@@ -8,9 +8,12 @@ does here (the same settings map onto the same `EstimatorConfig` for both), then
    machine slows both alike): the difference is the node's own overhead (transport, decoding,
    publishing);
 2. streams frames at 30 Hz for `--stream-seconds` and samples the age of the newest pose
-   (now − its image stamp), which dropping old frames keeps bounded.
+   (now − its image stamp), which dropping old frames keeps bounded;
+3. reads the node's peak resident memory (VmHWM) before stopping it.
+With `--objects N` the node looks for N default objects (cream cheese first, then the others in
+name order), shown in a row in every frame: the memory a cell with many objects needs.
 
-    python bench/node.py [--backend sift] [--frames 10] [--stream-seconds 10]
+    python bench/node.py [--backend sift] [--frames 10] [--stream-seconds 10] [--objects 1]
 
 With `--tracking`, instead: a moving-camera synthetic bag of three default objects (60 frames,
 `ockd-bag record-synthetic`) is played at `--rate` Hz (5) into the node with tracking off, then
@@ -37,7 +40,7 @@ from rclpy.qos import QoSProfile
 
 from ockd_ros.bags import SyntheticBagConfig, record_synthetic, stamp_ns
 from ockd_ros.features import BACKENDS
-from ockd_ros.meshes import load_object
+from ockd_ros.meshes import HOPE_OBJECTS, load_object
 from ockd_ros.pose import Estimator
 from ockd_ros.render import Renderer
 from ockd_ros.ros.bag_demo import ALL, BagDemoConfig, node_results, play_through_node
@@ -53,13 +56,17 @@ FRAME_ID = "camera_optical_frame"
 def main(args) -> None:
     os.environ["ROS_DOMAIN_ID"] = str(private_domain("bench"))
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    obj = load_object(OBJECT)
+    names = [OBJECT, *sorted(set(HOPE_OBJECTS) - {OBJECT})[: args.objects - 1]]
+    objects = [load_object(name) for name in names]
+    distance = 0.4 * max(1.0, len(objects) / 3)  # the row of objects stays in view
     settings = {"backend": args.backend}  # the node's estimator parameters, the same for both
     with Renderer() as renderer:
-        scenes = [render_sample_scene(renderer, [obj], distance=0.4, seed=s) for s in range(3)]
-        estimator = Estimator(estimator_config(settings), [obj], renderer=renderer)
+        scenes = [
+            render_sample_scene(renderer, objects, distance=distance, seed=s) for s in range(3)
+        ]
+        estimator = Estimator(estimator_config(settings), objects, renderer=renderer)
     log = Path(tempfile.mkdtemp()) / "node.log"
-    parameters = [f"objects:=[{OBJECT}]", "qos:=reliable", "tracking:=false"]
+    parameters = [f"objects:=[{','.join(names)}]", "qos:=reliable", "tracking:=false"]
     parameters += [f"{name}:={value}" for name, value in settings.items()]
     command = [sys.executable, "-m", "ockd_ros.ros.node", "--ros-args"]
     for parameter in parameters:
@@ -69,12 +76,13 @@ def main(args) -> None:
         node = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT, env=env)
     try:
         own, latencies, ages = _measure(args, scenes, estimator, log)
+        node_peak_mb = _peak_rss_mb(node.pid)
     finally:
         node.terminate()
         node.wait(timeout=20)
     own_ms = 1000 * float(np.median(own)) if own else float("nan")
     latency_ms = float(np.median(latencies)) if latencies else float("nan")
-    print(f"backend {args.backend}, 640×480, one object, full search, node log {log}")
+    print(f"backend {args.backend}, 640×480, {len(names)} object(s), full search, node log {log}")
     print(f"{'measure':<42}{'median ms':>10}{'× estimator':>13}")
     print(f"{'estimator alone (in process)':<42}{own_ms:>10.1f}{1.0:>13.2f}")
     print(f"{'node: publish → pose received':<42}{latency_ms:>10.1f}{latency_ms / own_ms:>13.2f}")
@@ -82,6 +90,15 @@ def main(args) -> None:
     if ages:
         print(f"30 Hz stream: age of the newest pose median {np.median(ages):.0f} ms, "
               f"p90 {np.percentile(ages, 90):.0f} ms, max {np.max(ages):.0f} ms")  # fmt: skip
+    print(f"node peak memory (VmHWM): {node_peak_mb:.0f} MB")
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """Peak resident memory of a running process (Linux: VmHWM in /proc/PID/status, KiB)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def _measure(args, scenes, estimator: Estimator, log: Path):
@@ -143,6 +160,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="sift", choices=sorted(BACKENDS))
     parser.add_argument("--frames", type=int, default=10)
+    parser.add_argument("--objects", type=int, default=1, help="default objects the node looks for")
     parser.add_argument("--stream-seconds", type=float, default=10.0)
     parser.add_argument("--tracking", action="store_true", help="tracking against full search")
     parser.add_argument("--backends", nargs="+", default=["ockd", "sift"], choices=sorted(BACKENDS))
