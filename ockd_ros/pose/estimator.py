@@ -43,6 +43,7 @@ from ockd_ros.pose.verify import (
     VerifyConfig,
     agreement,
     refine,
+    strongest,
     verified,
 )
 from ockd_ros.render import Renderer
@@ -87,24 +88,24 @@ def default_config(backend: str) -> EstimatorConfig:
 
     sift: sparse rotation-invariant keypoints, one upright template per view, mutual nearest
     neighbours with Lowe's ratio test, in float32: the baseline as template pipelines run it.
-    ockd: descriptors on a 4-px grid (the detector fires on too few pixels of an object for
-    PnP), 256-px templates so the grid covers them densely, 4 in-plane turns per view (the
-    descriptors tolerate about ±30° of roll), each view also shrunk to 0.55 (the descriptors
-    tolerate about ±30 % of scale; on YCB-Video the tuna can shows at 0.56 of its templates'
-    size, and was never found with one scale), each scale shortlisted on its own, one-way
-    matching with a spatial ratio test, a PnP pose from each of the 4 templates with most
-    matches, and the pose whose template's points agree best with the frame's descriptors
-    wherever they project, accepted when at least 24 agree and make up 25 % of those seen, then
-    refined on every point of the templates of its scale near its view (`pose.verify`; a count
-    of inliers cannot tell the right pose from chance on objects with few distinctive points: on
-    YCB-Video it refused right poses of the mustard bottle and tuna can, and relaxed, accepted
-    wrong ones on LM-O). Dense matching against all 2 × 384 templates is too slow, so two votes
-    of template keypoints against every 4th frame keypoint pick the templates to match (16 rows
-    of every template keep 32 templates of each scale, 64 rows of those keep 4 of each); with
-    bfloat16 products where the CPU has them this is 5x faster than one vote for 8 templates in
-    float32. A pose turned onto a look-alike face is put right by colour (`flips`). Every frame
-    keypoint is a candidate (mask_threshold −1): the shipped model's inter-object descriptors do
-    not yet separate objects from their background.
+    ockd: descriptors on a 4-px grid (the detector fires on too few pixels of an object for PnP),
+    256-px templates so the grid covers them densely, 4 in-plane turns per view (the descriptors
+    tolerate about ±30° of roll), each view also shrunk to 0.55 (the descriptors tolerate about
+    ±30 % of scale; on YCB-Video the tuna can shows at 0.56 of its templates' size, and was never
+    found with one scale), each scale shortlisted on its own, one-way matching with a spatial
+    ratio test, a PnP pose from each of the 4 templates with most matches, and the pose whose
+    template's points agree with the frame's descriptors wherever they project in the largest
+    share, accepted when at least 24 agree and make up 25 % of those seen, then refined on every
+    point of the templates of its scale near its view (`pose.verify`; a count of inliers cannot
+    tell the right pose from chance on objects with few distinctive points: on YCB-Video it
+    refused right poses of the mustard bottle and tuna can, and relaxed, accepted wrong ones on
+    LM-O). Dense matching against all 2 × 384 templates is too slow, so two votes of template
+    keypoints against every 4th frame keypoint pick the templates to match (16 rows of every
+    template keep 32 templates of each scale, 64 rows of those keep 4 of each); with bfloat16
+    products where the CPU has them this is 5x faster than one vote for 8 templates in float32. A
+    pose turned onto a look-alike face is put right by colour (`flips`). Every frame keypoint is a
+    candidate (mask_threshold −1): the shipped model's inter-object descriptors do not yet
+    separate objects from their background.
     xfeat: the SIFT pipeline with three changes, each measured on rendered default objects
     (bench/rendered_pose.py's 20 instances, seeds 0 and 1): 4 in-plane turns per view, as
     XFeat is not rotation-invariant (4 of 20 objects within 1 cm/5° instead of 1; 8 turns: 3);
@@ -460,8 +461,8 @@ class Estimator:
         prior: ObjectPose | None = None,
     ) -> _Found | None:
         """Per template with most matches a PnP pose, judged by how the template's points agree
-        with the frame's descriptors (`pose.verify`); the best, if verified, refined on the
-        templates near its view."""
+        with the frame's descriptors (`pose.verify`); the best (`verify.strongest`), if verified,
+        refined on the templates near its view."""
         conf, bank = self.conf.verify, self.banks[name]
         lookup = frame.lookup(self._grid_spacing())
         judged = [
@@ -470,7 +471,7 @@ class Estimator:
         ]
         if not judged:
             return None
-        evidence, best = max(judged, key=lambda pair: pair[0].count(conf.agreement))
+        evidence, best = strongest(judged, conf)
         if not verified(evidence, self._supported(name, best, judged, prior), conf):
             return None
         best.score = evidence.share(conf.agreement)

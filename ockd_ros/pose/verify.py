@@ -20,12 +20,15 @@ precision by a parabola through its neighbours.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import cv2
 import numpy as np
 import torch
 
 from ockd_ros.features.types import Features
+
+T = TypeVar("T")
 
 # A sparse backend (SIFT) has no grid: its keypoints are binned into cells of this many pixels.
 SPARSE_CELL = 4.0
@@ -207,6 +210,25 @@ def agreement(
     found.cosine[~in_front] = np.nan
     found.frame_index[~in_front] = -1
     return found
+
+
+def strongest(judged: list[tuple[Agreement, T]], conf: VerifyConfig) -> tuple[Agreement, T]:
+    """The hypothesis with the largest agreeing share among those with `min_agreeing` agreeing
+    points (of all, when none has).
+
+    A count alone favours templates with more points: those of the larger scale hold about
+    twice as many, so on the demo bag a pose half a metre off with 219 of 447 points agreeing
+    beat the right one with 204 of 227 (the share then failed the check, and the object was
+    lost). The share compares templates of any size."""
+    if not judged:
+        raise ValueError("no hypotheses to choose from")
+    return max(
+        judged,
+        key=lambda pair: (
+            pair[0].count(conf.agreement) >= conf.min_agreeing,
+            pair[0].share(conf.agreement),
+        ),
+    )
 
 
 def verified(found: Agreement, supported: bool, conf: VerifyConfig) -> bool:

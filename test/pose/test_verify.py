@@ -9,11 +9,13 @@ from scipy.spatial.transform import Rotation
 
 from ockd_ros.features.types import Features
 from ockd_ros.pose.verify import (
+    Agreement,
     FrameLookup,
     VerifyConfig,
     agreement,
     project_points,
     refine,
+    strongest,
     verified,
 )
 
@@ -136,3 +138,22 @@ def test_refinement_gives_up_where_nothing_agrees(lookup):
     points, desc, R, t = _scene()
     far = t + np.array([0.5, 0.0, 0.0])  # off the image
     assert refine(lookup, points, desc, R, far, K, None, VerifyConfig()) is None
+
+
+def _judged(agreeing: int, seen: int, label: str) -> tuple[Agreement, str]:
+    cosine = np.full(seen + 10, np.nan, np.float32)  # 10 points off the image
+    cosine[:seen] = 0.1
+    cosine[:agreeing] = 0.9
+    return Agreement(cosine, np.zeros(len(cosine), np.int64)), label
+
+
+def test_the_strongest_hypothesis_has_the_largest_share_not_the_most_points():
+    conf = VerifyConfig(agreement=0.6, min_agreeing=24)
+    many = _judged(219, 447, "large template, half agreeing")
+    most = _judged(204, 227, "small template, most agreeing")
+    few = _judged(20, 20, "too few points to count")
+    assert strongest([many, most, few], conf)[1] == most[1]
+    assert strongest([few, many], conf)[1] == many[1]
+    assert strongest([few], conf)[1] == few[1]  # the best there is, for `verified` to refuse
+    with pytest.raises(ValueError, match="no hypotheses"):
+        strongest([], conf)
