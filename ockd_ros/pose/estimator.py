@@ -268,6 +268,20 @@ class Estimator:
         focal = bank.K[0, 0] * bank.scales[0]
         return float(focal / template_depth * depth / np.asarray(K)[0, 0])
 
+    def warm_up(self, size: tuple[int, int] = (640, 480)) -> float:
+        """Search every object once in a noise image of `size` (width, height): the inference
+        engine compiles its model for that image size and first calls allocate, so the first
+        real frame costs what later ones do. Returns the seconds it took."""
+        width, height = size
+        if width < 1 or height < 1:
+            raise ValueError(f"warm-up size must be positive, got {size}")
+        start = time.perf_counter()
+        noise = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        focal = float(max(width, height))
+        K = np.array([[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]])
+        self.estimate(noise, K)
+        return time.perf_counter() - start
+
     def estimate(
         self,
         rgb: np.ndarray,
@@ -471,11 +485,19 @@ class Estimator:
         ]
         if not judged:
             return None
-        evidence, best = strongest(judged, conf)
+        evidence, best = strongest(
+            judged, conf, lambda a, b: self._same_pose(name, a.result, b.result)
+        )
         if not verified(evidence, self._supported(name, best, judged, prior), conf):
             return None
         best.score = evidence.share(conf.agreement)
         return self._refined(lookup, name, frame, best, evidence) or best
+
+    def _same_pose(self, name: str, a: PnPResult, b: PnPResult | ObjectPose) -> bool:
+        """Whether two poses of `name` agree within `verify`'s support tolerances."""
+        conf = self.conf.verify
+        metres = conf.support_diameters * self.objects[name].diameter
+        return same_pose(a.R, a.t, b.R, b.t, conf.support_degrees, metres)
 
     def _supported(
         self,
@@ -485,13 +507,10 @@ class Estimator:
         prior: ObjectPose | None,
     ) -> bool:
         """Whether another template's pose, or the object's recent pose, agrees with `best`'s."""
-        conf = self.conf.verify
-        metres = conf.support_diameters * self.objects[name].diameter
-        R, t = best.result.R, best.result.t
-        others = [(f.result.R, f.result.t) for _, f in judged if f.template != best.template]
+        others = [f.result for _, f in judged if f.template != best.template]
         if prior is not None:
-            others.append((prior.R, prior.t))
-        return any(same_pose(R, t, R2, t2, conf.support_degrees, metres) for R2, t2 in others)
+            others.append(prior)
+        return any(self._same_pose(name, best.result, other) for other in others)
 
     def _hypotheses(
         self,
@@ -556,13 +575,15 @@ class Estimator:
         """`found` refined on every point of the templates near its view (`verify.refine`), or
         None when the refinement fails or its pose agrees less with the frame."""
         conf, bank = self.conf.verify, self.banks[name]
-        # Views of the same scale only: another scale's descriptors of the same points would
-        # agree less, or by chance.
+        # Views of one scale only, the one nearest the size the object shows at: descriptors of
+        # another scale agree less, or by chance, and the finer grid of the larger scale makes
+        # a near object's pose more precise even when a smaller template found it.
+        scale = self._scale_shown(name, found.result, frame)
         near = np.flatnonzero(
             (bank.view_angles(found.result.R, found.result.t) <= conf.refine_degrees)
-            & (bank.scales == bank.scales[found.template])
+            & (bank.scales == scale)
         )
-        rows = self._rows(name, np.union1d(near, [found.template]))
+        rows = self._rows(name, near if len(near) else [found.template])
         result = found.result
         refined = refine(
             lookup,
@@ -589,6 +610,14 @@ class Estimator:
             return None
         candidate.score = after.share(conf.agreement)
         return candidate
+
+    def _scale_shown(self, name: str, pose: PnPResult, frame: PreparedFrame) -> float:
+        """The scale of `name`'s bank nearest (in ratio) the size the object shows at `pose` in
+        the image the network saw (the frame resized by its scale)."""
+        bank = self.banks[name]
+        shown = bank.scales[0] * frame.scale / self.template_scale(name, pose.R, pose.t, frame.K)
+        scales = np.unique(bank.scales)
+        return float(scales[np.argmin(np.abs(np.log(scales / shown)))])
 
     def matching_at(self, scale: float) -> MatchingConfig:
         """The matching settings for features extracted at `scale`: the ratio test's radius is

@@ -65,6 +65,7 @@ from ockd_ros.visualize import caption, draw_pose, object_color
 NODE_NAME = "ockd_pose_node"
 WARN_PERIOD = 5.0  # seconds between repeats of the same warning
 STALE_AFTER = 5.0  # seconds without a processed frame before diagnostics warn
+DEFAULT_IMAGE_SIZE = (640, 480)  # warm-up size before any CameraInfo came
 
 
 class InvalidParameterError(ValueError):
@@ -262,13 +263,27 @@ class PoseNode(Node):
         )
         self.get_logger().debug(f"estimator config: {conf!r}")
         estimator = Estimator(conf, objects)
+        warm_up = estimator.warm_up(self._expected_image_size())
         changed = changed_settings(recipe.settings)
         self.get_logger().info(
-            f"ready in {time.perf_counter() - start:.1f} s: {', '.join(estimator.objects)}"
+            f"ready in {time.perf_counter() - start:.1f} s (warm-up {warm_up:.1f} s): "
+            f"{', '.join(estimator.objects)}"
             + (f" (built: {', '.join(estimator.built)})" if estimator.built else "")
             + (f"; settings: {_listed(changed)}" if changed else "")
         )
         return estimator
+
+    def _expected_image_size(self) -> tuple[int, int]:
+        """(width, height) of the images inference will see: the latest CameraInfo's, resized
+        as `inference_width` asks; VGA before any CameraInfo came."""
+        infos = [info for info in list(self._camera_infos.values()) if info.width and info.height]
+        if not infos:
+            return DEFAULT_IMAGE_SIZE
+        width, height = infos[-1].width, infos[-1].height
+        limit = self._param("inference_width")
+        if limit and width > limit:
+            return limit, max(1, round(height * limit / width))
+        return width, height
 
     # --- input --------------------------------------------------------------------------------
 

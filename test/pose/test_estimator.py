@@ -153,6 +153,18 @@ def test_image_without_objects_finds_nothing(estimator, scene):
     assert set(estimator.last_status.values()) == {FEW_KEYPOINTS}
 
 
+def test_warm_up_searches_every_object_once_and_changes_nothing(estimator, scene):
+    before = {p.name: p.t for p in estimator.estimate(scene.rgb, scene.K)}
+    seconds = estimator.warm_up((320, 240))
+    assert seconds > 0 and set(estimator.last_status) == set(NAMES)
+    after = {p.name: p.t for p in estimator.estimate(scene.rgb, scene.K)}
+    assert after.keys() == before.keys() == set(NAMES)
+    for name in NAMES:
+        np.testing.assert_allclose(after[name], before[name], atol=1e-3)
+    with pytest.raises(ValueError, match="warm-up size"):
+        estimator.warm_up((0, 480))
+
+
 def test_ockd_backend_recovers_a_template_pose_with_any_network(renderer, objects, tmp_path):
     """The ockd path end to end, independent of training: a frame that is one of an object's
     own templates gives, even through an untrained network, the same keypoints and descriptors

@@ -147,13 +147,20 @@ def _judged(agreeing: int, seen: int, label: str) -> tuple[Agreement, str]:
     return Agreement(cosine, np.zeros(len(cosine), np.int64)), label
 
 
-def test_the_strongest_hypothesis_has_the_largest_share_not_the_most_points():
+def test_the_largest_share_picks_the_pose_and_the_most_agreeing_alike_one_stands_for_it():
     conf = VerifyConfig(agreement=0.6, min_agreeing=24)
-    many = _judged(219, 447, "large template, half agreeing")
-    most = _judged(204, 227, "small template, most agreeing")
+    many = _judged(219, 447, "wrong pose, large template, half agreeing")
+    most = _judged(204, 227, "right pose, small template, most agreeing")
     few = _judged(20, 20, "too few points to count")
-    assert strongest([many, most, few], conf)[1] == most[1]
-    assert strongest([few, many], conf)[1] == many[1]
-    assert strongest([few], conf)[1] == few[1]  # the best there is, for `verified` to refuse
+    apart = lambda a, b: False  # noqa: E731 (no two poses alike)
+    assert strongest([many, most, few], conf, apart)[1] == most[1]
+    assert strongest([few, many], conf, apart)[1] == many[1]
+    assert strongest([few], conf, apart)[1] == few[1]  # the best there is, for `verified` to refuse
+    # A hypothesis of the chosen pose with more agreeing points stands for it, others do not.
+    precise = _judged(300, 560, "right pose, large template")
+    right = {most[1], precise[1]}
+    alike = lambda a, b: {a, b} <= right  # noqa: E731
+    assert strongest([many, most, precise], conf, alike)[1] == precise[1]
+    assert strongest([many, most, precise], conf, apart)[1] == most[1]
     with pytest.raises(ValueError, match="no hypotheses"):
-        strongest([], conf)
+        strongest([], conf, apart)
