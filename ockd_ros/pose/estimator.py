@@ -92,20 +92,21 @@ def default_config(backend: str) -> EstimatorConfig:
     256-px templates so the grid covers them densely, 4 in-plane turns per view (the descriptors
     tolerate about ±30° of roll), each view also shrunk to 0.55 (the descriptors tolerate about
     ±30 % of scale; on YCB-Video the tuna can shows at 0.56 of its templates' size, and was never
-    found with one scale), each scale shortlisted on its own, one-way matching with a spatial
-    ratio test, a PnP pose from each of the 4 templates with most matches, and the pose whose
-    template's points agree with the frame's descriptors wherever they project in the largest
-    share, accepted when at least 24 agree and make up 25 % of those seen, then refined on every
-    point of the templates of its scale near its view (`pose.verify`; a count of inliers cannot
-    tell the right pose from chance on objects with few distinctive points: on YCB-Video it
-    refused right poses of the mustard bottle and tuna can, and relaxed, accepted wrong ones on
-    LM-O). Dense matching against all 2 × 384 templates is too slow, so two votes of template
-    keypoints against every 4th frame keypoint pick the templates to match (16 rows of every
-    template keep 32 templates of each scale, 64 rows of those keep 4 of each); with bfloat16
+    found with one scale), each scale shortlisted on its own, one-way matching with a spatial ratio
+    test, a PnP pose from each of the 4 templates of each scale with most matches, judged by the
+    share of its template's points that agree with the frame's descriptors wherever they project
+    (the largest share picks the pose, its alike hypothesis with most agreeing points stands for
+    it), accepted when at least 24 agree and make up 25 % of those seen, then refined on every
+    point of the templates near its view at the scale the object shows at (`pose.verify`; a count
+    of inliers cannot tell the right pose from chance on objects with few distinctive points: on
+    YCB-Video it refused right poses of the mustard bottle and tuna can, and relaxed, accepted
+    wrong ones on LM-O). Dense matching against all 2 × 384 templates is too slow, so two votes of
+    template keypoints against every 4th frame keypoint pick the templates to match (16 rows of
+    every template keep 32 templates of each scale, 64 rows of those keep 4 of each); with bfloat16
     products where the CPU has them this is 5x faster than one vote for 8 templates in float32. A
     pose turned onto a look-alike face is put right by colour (`flips`). Every frame keypoint is a
-    candidate (mask_threshold −1): the shipped model's inter-object descriptors do not yet
-    separate objects from their background.
+    candidate (mask_threshold −1): the shipped model's inter-object descriptors do not yet separate
+    objects from their background.
     xfeat: the SIFT pipeline with three changes, each measured on rendered default objects
     (bench/rendered_pose.py's 20 instances, seeds 0 and 1): 4 in-plane turns per view, as
     XFeat is not rotation-invariant (4 of 20 objects within 1 cm/5° instead of 1; 8 turns: 3);
