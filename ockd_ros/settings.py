@@ -51,7 +51,7 @@ class Setting:
     maximum: float | None = None
     check: Callable[[Any], str | None] | None = None
     keep: Any = NOT_KEPT
-    any_length: bool = False  # a list setting of any length (else that of its default)
+    any_length: bool = False
 
     def applies_to(self, backend: str) -> bool:
         """Whether `backend` has this field: every backend, but a feature only those whose

@@ -250,6 +250,18 @@ def test_pose_arrives_with_the_image_header_and_within_tolerance(peer, node, sce
     assert image_message_to_rgb(link.debug[-1]).shape == scene.rgb.shape
 
 
+@pytest.mark.parametrize("node", [{"inference_width": 480}], indirect=True)
+def test_a_wider_image_is_resized_for_inference_and_the_pose_stays_right(peer, node, scene):
+    """640×480 frames with inference_width 480: the node works on 480×360 (its debug image
+    shows what it saw) with the intrinsics scaled alike, so the pose is the camera's."""
+    link = Link(peer, node)
+    answer = link.answer(_image_msg(scene.rgb, 12), _camera_info(scene.K))
+    translation, angle = _pose_error(answer, scene.poses[0])
+    assert translation < 0.02 and angle < 10.0, (translation, angle)
+    assert link.peer.spin_until(lambda: link.debug, 5.0)
+    assert image_message_to_rgb(link.debug[-1]).shape == (360, 480, 3)
+
+
 @pytest.mark.parametrize("node", [{}, {"tracking_zoom": True}], indirect=True)
 def test_the_next_frame_is_tracked_around_the_last_pose(peer, node, scene):
     """Stamps 0.1 s apart: the second frame is searched around the first one's pose (the

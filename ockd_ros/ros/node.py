@@ -279,11 +279,15 @@ class PoseNode(Node):
         infos = [info for info in list(self._camera_infos.values()) if info.width and info.height]
         if not infos:
             return DEFAULT_IMAGE_SIZE
-        width, height = infos[-1].width, infos[-1].height
+        return self._inference_size(infos[-1].width, infos[-1].height)
+
+    def _inference_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) that an image of this size is resized to for inference: at most
+        `inference_width` wide, aspect kept."""
         limit = self._param("inference_width")
-        if limit and width > limit:
-            return limit, max(1, round(height * limit / width))
-        return width, height
+        if not limit or width <= limit:
+            return width, height
+        return limit, max(1, round(height * limit / width))
 
     # --- input --------------------------------------------------------------------------------
 
@@ -348,12 +352,11 @@ class PoseNode(Node):
         )
 
     def _resize_for_inference(self, rgb, intrinsics: CameraIntrinsics):
-        width = self._param("inference_width")
-        if not width or rgb.shape[1] <= width:
+        size = self._inference_size(rgb.shape[1], rgb.shape[0])
+        if size == (rgb.shape[1], rgb.shape[0]):
             return rgb, intrinsics
-        height = round(rgb.shape[0] * width / rgb.shape[1])
-        resized = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
-        return resized, intrinsics.scaled((width, height))
+        resized = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        return resized, intrinsics.scaled(size)
 
     def _publish(
         self, header, poses: list[ObjectPose], rgb, intrinsics, estimator, timing: EstimateTiming
