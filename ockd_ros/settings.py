@@ -25,6 +25,7 @@ import yaml
 from ockd_ros.config import merge_config
 from ockd_ros.features import BACKENDS
 from ockd_ros.pose.estimator import MAX_SCALE, MIN_SCALE, EstimatorConfig, default_config
+from ockd_ros.pose.templates import MIN_TEMPLATE_SCALE
 
 DEFAULT_BACKEND = "ockd"
 NOT_KEPT = object()  # a setting with no value that keeps the backend's own
@@ -133,9 +134,9 @@ def one_of(choices) -> Callable[[Any], str | None]:
 
 
 def _template_scales(value: list[float]) -> str | None:
-    if all(0.1 <= scale <= 1.0 for scale in value):
+    if all(MIN_TEMPLATE_SCALE <= scale <= 1.0 for scale in value):
         return None
-    return "must be scales in [0.1, 1]"
+    return f"must be scales in [{MIN_TEMPLATE_SCALE}, 1]"
 
 
 def _zero_or_at_least(minimum: int) -> Callable[[int], str | None]:

@@ -43,6 +43,8 @@ from ockd_ros.samples import default_camera
 LOG = logging.getLogger(__name__)
 BANK_FORMAT_VERSION = 4  # 2: colours; 3: vertex colours rendered as sRGB; 4: scales
 GOLDEN_ANGLE = np.pi * (3.0 - np.sqrt(5.0))
+# Smallest template scale: below it an object's template shrinks to a few grid cells.
+MIN_TEMPLATE_SCALE = 0.1
 # Templates per forward pass. Larger batches gain little on a CPU and cost memory: an engine model
 # compiled for 16 templates of 256² holds ~0.5 GB, for 4 ~40 MB.
 EXTRACT_BATCH = 4
@@ -71,8 +73,10 @@ class TemplateConfig:
             raise ValueError(f"template size must be ≥ 32 pixels, got {self.size}")
         if not 0.0 < self.fill <= 1.0:
             raise ValueError(f"fill must be in (0, 1], got {self.fill}")
-        if not self.scales or not all(0.1 <= scale <= 1.0 for scale in self.scales):
-            raise ValueError(f"scales must be in [0.1, 1] (at least one), got {self.scales}")
+        if not self.scales or not all(MIN_TEMPLATE_SCALE <= s <= 1.0 for s in self.scales):
+            raise ValueError(
+                f"scales must be in [{MIN_TEMPLATE_SCALE}, 1] (at least one), got {self.scales}"
+            )
         if not np.all(np.isfinite(self.up)) or np.linalg.norm(self.up) == 0:
             raise ValueError(f"up must be a finite non-zero vector, got {self.up}")
         if self.max_keypoints < 1 or self.edge_margin < 0:

@@ -274,8 +274,8 @@ class PoseNode(Node):
         return estimator
 
     def _expected_image_size(self) -> tuple[int, int]:
-        """(width, height) of the images inference will see: the latest CameraInfo's, resized
-        as `inference_width` asks; VGA before any CameraInfo came."""
+        """(width, height) of the images inference will see: the size in the CameraInfo of the
+        camera frame seen last, resized as `inference_width` asks; VGA before any came."""
         infos = [info for info in list(self._camera_infos.values()) if info.width and info.height]
         if not infos:
             return DEFAULT_IMAGE_SIZE
