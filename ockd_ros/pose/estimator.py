@@ -17,6 +17,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import trimesh
 
 from ockd_ros.features import create_extractor
 from ockd_ros.features.types import FeatureExtractor, Features, check_image
@@ -40,6 +41,7 @@ from ockd_ros.pose.templates import (
 from ockd_ros.pose.verify import (
     Agreement,
     FrameLookup,
+    Occluders,
     VerifyConfig,
     agreement,
     refine,
@@ -96,8 +98,9 @@ def default_config(backend: str) -> EstimatorConfig:
     test, a PnP pose from each of the 4 templates of each scale with most matches, judged by the
     share of its template's points that agree with the frame's descriptors wherever they project
     (the largest share picks the pose, its alike hypothesis with most agreeing points stands for
-    it), accepted when at least 24 agree and make up 25 % of those seen, then refined on every
-    point of the templates near its view at the scale the object shows at (`pose.verify`; a count
+    it), accepted when at least 24 agree and make up 25 % of those seen (if need be, of those
+    that no object found nearer hides), then refined on every point of the templates near its view
+    at the scale the object shows at (`pose.verify`; a count
     of inliers cannot tell the right pose from chance on objects with few distinctive points: on
     YCB-Video it refused right poses of the mustard bottle and tuna can, and relaxed, accepted
     wrong ones on LM-O). Dense matching against all 2 × 384 templates is too slow, so two votes of
@@ -205,6 +208,19 @@ class _Found:
 
 
 @dataclass
+class _Matched:
+    """An object's candidate frame keypoints (N×2 pixels) and their matches with its templates."""
+
+    keypoints: np.ndarray
+    matches: TemplateMatches
+
+
+# Points sampled on a found object's surface to draw it into the occlusion map: at 4-px cells
+# they cover an object a few hundred pixels wide (the map closes gaps of a cell).
+SURFACE_SAMPLES = 5000
+
+
+@dataclass
 class EstimateTiming:
     """Seconds spent in each step of one `estimate` call (per-object steps summed)."""
 
@@ -256,6 +272,7 @@ class Estimator:
             obj.name: box_turns(np.ptp(obj.mesh.bounds, axis=0), conf.flips.extent_tolerance)
             for obj in objects
         }
+        self._surfaces: dict[str, np.ndarray] = {}
         self.last_timing = EstimateTiming()
         self.last_status: dict[str, str] = {}
 
@@ -370,18 +387,32 @@ class Estimator:
             pnp.validate()
         timing = EstimateTiming(extract=frame.extract_seconds)
         self.last_status = {}
-        found = []
+        occluders = self._occluders(frame)
+        found: list[ObjectPose] = []
+        refused: dict[str, tuple[_Matched, int]] = {}  # and how many were found when judged
         for name in names:
-            pose = self._estimate_object(
-                name, frame, regions.get(name), templates.get(name), pnp, timing, priors.get(name)
+            matched = self._match_object(
+                name, frame, regions.get(name), templates.get(name), pnp, timing
             )
-            if pose is not None:
-                found.append(pose)
+            if matched is None:
+                continue
+            pose = self._pose(name, frame, matched, pnp, timing, priors.get(name), occluders)
+            if pose is None:
+                refused[name] = (matched, len(found))
+            else:
+                found.append(self._occluding(pose, frame, occluders))
+        # An object refused before the object hiding part of it was found is judged again.
+        for name, (matched, found_then) in refused.items():
+            if occluders is not None and len(found) > found_then:
+                pose = self._pose(name, frame, matched, pnp, timing, priors.get(name), occluders)
+                if pose is not None:
+                    found.append(self._occluding(pose, frame, occluders))
+        found.sort(key=lambda pose: names.index(pose.name))
         timing.total = frame.extract_seconds + time.perf_counter() - start
         self.last_timing = timing
         return found
 
-    def _estimate_object(
+    def _match_object(
         self,
         name: str,
         frame: PreparedFrame,
@@ -389,17 +420,16 @@ class Estimator:
         candidates: Sequence[int] | None,
         pnp: PnPConfig,
         timing: EstimateTiming,
-        prior: ObjectPose | None = None,
-    ) -> ObjectPose | None:
-        bank = self.banks[name]
-        features, grey, K, D = frame.features, frame.grey, frame.K, frame.D
+    ) -> _Matched | None:
+        """The frame keypoints `name` may lie on and their matches with its templates; None
+        (status FEW_KEYPOINTS) when too few keypoints are left to look at."""
+        bank, features = self.banks[name], frame.features
         step = time.perf_counter()
         selected = select_object(features, bank.inter_mean, self._mask_threshold())
         if region is not None:
             selected = selected[features.in_region(region)[selected]]
         now = time.perf_counter()
         timing.select += now - step
-        step = now
         if len(selected) < pnp.min_inliers:
             self.last_status[name] = FEW_KEYPOINTS
             return None
@@ -407,29 +437,38 @@ class Estimator:
         if candidates is not None:  # a few known templates: matched in full, no shortlist
             matching = dataclasses.replace(matching, shortlist=0, preselect=0)
             candidates = np.asarray(candidates, dtype=np.int64)
-        matches = match_templates(
-            features.desc_intra[selected],
-            self._bank_desc[name],
-            matching,
-            features.keypoints[selected],
-            candidates,
-        )
-        now = time.perf_counter()
-        timing.match += now - step
-        step = now
         keypoints = features.keypoints[selected]
+        matches = match_templates(
+            features.desc_intra[selected], self._bank_desc[name], matching, keypoints, candidates
+        )
+        timing.match += time.perf_counter() - now
+        return _Matched(keypoints, matches)
+
+    def _pose(
+        self,
+        name: str,
+        frame: PreparedFrame,
+        matched: _Matched,
+        pnp: PnPConfig,
+        timing: EstimateTiming,
+        prior: ObjectPose | None,
+        occluders: Occluders | None,
+    ) -> ObjectPose | None:
+        """`name`'s pose from its matches (status FOUND), or None (status NO_POSE)."""
+        step = time.perf_counter()
+        keypoints, matches = matched.keypoints, matched.matches
         if self.conf.verify.enabled:
-            found = self._verified_pose(name, frame, keypoints, matches, pnp, prior)
+            found = self._verified_pose(name, frame, keypoints, matches, pnp, prior, occluders)
         else:
-            found = self._counted_pose(bank, keypoints, matches, K, D, pnp)
-        if found is None:
-            timing.pnp += time.perf_counter() - step
-            self.last_status[name] = NO_POSE
-            return None
-        if grey is not None:
-            found.result = self._face_right(name, found.result, found.points, found.pixels, grey)
+            found = self._counted_pose(self.banks[name], keypoints, matches, frame.K, frame.D, pnp)
+        if found is not None and frame.grey is not None:
+            found.result = self._face_right(
+                name, found.result, found.points, found.pixels, frame.grey
+            )
         timing.pnp += time.perf_counter() - step
-        self.last_status[name] = FOUND
+        self.last_status[name] = NO_POSE if found is None else FOUND
+        if found is None:
+            return None
         return ObjectPose(
             name=name,
             R=found.result.R,
@@ -440,6 +479,30 @@ class Estimator:
             template=found.template,
             symmetric=self.objects[name].symmetric,
         )
+
+    def _occluders(self, frame: PreparedFrame) -> Occluders | None:
+        """An empty occlusion map of the frame, when the verifier takes occlusion into account."""
+        verify = self.conf.verify
+        if not (verify.enabled and verify.occlusion):
+            return None
+        return Occluders(frame.lookup(self._grid_spacing()))
+
+    def _occluding(
+        self, pose: ObjectPose, frame: PreparedFrame, occluders: Occluders | None
+    ) -> ObjectPose:
+        """`pose`, drawn into the `occluders` of the objects judged after it."""
+        if occluders is not None:
+            occluders.add(self._surface(pose.name), pose.R, pose.t, frame.K, frame.D)
+        return pose
+
+    def _surface(self, name: str) -> np.ndarray:
+        """S×3 points sampled evenly on `name`'s surface (object frame), sampled once."""
+        if name not in self._surfaces:
+            mesh = self.objects[name].mesh
+            self._surfaces[name] = np.asarray(
+                trimesh.sample.sample_surface(mesh, SURFACE_SAMPLES, seed=0)[0], np.float64
+            )
+        return self._surfaces[name]
 
     def _counted_pose(
         self,
@@ -474,10 +537,12 @@ class Estimator:
         matches: TemplateMatches,
         pnp: PnPConfig,
         prior: ObjectPose | None = None,
+        occluders: Occluders | None = None,
     ) -> _Found | None:
         """Per template with most matches a PnP pose, judged by how the template's points agree
-        with the frame's descriptors (`pose.verify`); the best (`verify.strongest`), if verified,
-        refined on the templates near its view."""
+        with the frame's descriptors (`pose.verify`), if need be only where no object found
+        nearer (`occluders`) hides them; the best (`verify.strongest`), if verified, refined on
+        the templates near its view."""
         conf, bank = self.conf.verify, self.banks[name]
         lookup = frame.lookup(self._grid_spacing())
         judged = [
@@ -489,10 +554,29 @@ class Estimator:
         evidence, best = strongest(
             judged, conf, lambda a, b: self._same_pose(name, a.result, b.result)
         )
-        if not verified(evidence, self._supported(name, best, judged, prior), conf):
+        supported = self._supported(name, best, judged, prior)
+        if not verified(evidence, supported, conf) and not self._verified_unhidden(
+            lookup, name, frame, best, supported, occluders
+        ):
             return None
         best.score = evidence.share(conf.agreement)
         return self._refined(lookup, name, frame, best, evidence) or best
+
+    def _verified_unhidden(
+        self,
+        lookup: FrameLookup,
+        name: str,
+        frame: PreparedFrame,
+        found: _Found,
+        supported: bool,
+        occluders: Occluders | None,
+    ) -> bool:
+        """Whether `found` is verified by the points of its template that no object found
+        nearer hides (a bottle half behind a box agrees with the frame on its visible half)."""
+        if occluders is None:
+            return False
+        unhidden = self._agreement(lookup, name, found, frame, occluders)
+        return verified(unhidden, supported, self.conf.verify)
 
     def _same_pose(self, name: str, a: PnPResult, b: PnPResult | ObjectPose) -> bool:
         """Whether two poses of `name` agree within `verify`'s support tolerances."""
@@ -548,7 +632,12 @@ class Estimator:
         return self._bank_desc[name].strongest_rows(None, np.asarray(templates, np.int64))
 
     def _agreement(
-        self, lookup: FrameLookup, name: str, found: _Found, frame: PreparedFrame
+        self,
+        lookup: FrameLookup,
+        name: str,
+        found: _Found,
+        frame: PreparedFrame,
+        occluders: Occluders | None = None,
     ) -> Agreement:
         """How the points of `found`'s template agree with the frame at its pose."""
         bank = self.banks[name]
@@ -563,6 +652,8 @@ class Estimator:
             frame.K,
             frame.D,
             self.conf.verify.radius,
+            occluders,
+            self.conf.verify.occlusion_metres,
         )
 
     def _refined(

@@ -10,6 +10,9 @@ land where the frame's descriptors agree with theirs, everywhere on the object, 
 matched pixels? A right pose makes most visible template points agree; a wrong one only its
 inliers.
 
+Points that an object already found nearer to the camera hides (`Occluders`) can agree with
+nothing: a pose refused by its agreement is judged again on its unhidden points alone.
+
 The refinement then matches every point of the templates near the winning view in a small
 window around its projection (guided matching, no ratio test needed: the pose already says
 where to look) and solves the pose on all of them, a few times with the window shrinking.
@@ -26,6 +29,7 @@ from typing import TypeVar
 import cv2
 import numpy as np
 import torch
+from scipy.ndimage import minimum_filter
 
 from ockd_ros.features.types import Features
 
@@ -60,6 +64,12 @@ class VerifyConfig:
     refine_degrees: float = 25.0
     refine_radius: float = 8.0
     refine_reprojection: float = 3.0  # pixels: refinement inliers
+    # A pose refused by its agreement is judged again without the template points that lie more
+    # than `occlusion_metres` behind the surface of an object found in the frame: hidden points
+    # neither agree nor disagree. An object searched before the one hiding it is judged again
+    # once that one is found.
+    occlusion: bool = True
+    occlusion_metres: float = 0.01
 
     def validate(self) -> None:
         if self.hypotheses < 1:
@@ -76,6 +86,8 @@ class VerifyConfig:
             raise ValueError(f"verify.support_diameters must be > 0, got {self.support_diameters}")
         if self.refine_iterations < 0 or not 0.0 < self.refine_degrees <= 180.0:
             raise ValueError("verify.refine_iterations must be ≥ 0, refine_degrees in (0, 180]")
+        if self.occlusion_metres < 0:
+            raise ValueError(f"verify.occlusion_metres must be ≥ 0, got {self.occlusion_metres}")
 
 
 @dataclass
@@ -191,10 +203,47 @@ class FrameLookup:
         return index, cosine
 
 
+class Occluders:
+    """The nearest depth of the objects found in a frame, per cell of its `FrameLookup`.
+
+    An object is drawn as points sampled on its surface; each cell keeps the smallest depth
+    that falls in it, and then in its 3×3 neighbourhood, which closes the gaps between samples
+    (and grows an outline by one cell, where a point is ambiguous anyway).
+    """
+
+    def __init__(self, lookup: FrameLookup):
+        self.lookup = lookup
+        self.depth = np.full(lookup.shape, np.inf)
+
+    def add(self, surface: np.ndarray, R, t, K, D) -> None:
+        """Draw an object: S×3 surface points (object frame, metres) at pose (R, t)."""
+        pixels, in_front = project_points(surface, R, t, K, D)
+        depth = _depths(surface, R, t)
+        rows, cols = self.lookup._cells(pixels)
+        drawn = self.lookup._inside(rows, cols) & in_front
+        nearest = np.full(self.lookup.shape, np.inf)
+        np.minimum.at(nearest, (rows[drawn], cols[drawn]), depth[drawn])
+        self.depth = np.minimum(self.depth, minimum_filter(nearest, size=3, mode="nearest"))
+
+    def hidden(self, pixels: np.ndarray, depth: np.ndarray, margin: float) -> np.ndarray:
+        """M bool: the points at M×2 `pixels` and M `depth`s lie more than `margin` metres
+        behind a drawn object."""
+        rows, cols = self.lookup._cells(pixels)
+        inside = self.lookup._inside(rows, cols)
+        front = np.full(len(rows), np.inf)
+        front[inside] = self.depth[rows[inside], cols[inside]]
+        return depth > front + margin
+
+
+def _depths(points: np.ndarray, R, t) -> np.ndarray:
+    """M depths (camera z, metres) of M×3 object points at pose (R, t)."""
+    return np.asarray(points, np.float64) @ np.asarray(R)[2] + float(np.asarray(t).ravel()[2])
+
+
 def project_points(points: np.ndarray, R, t, K, D) -> tuple[np.ndarray, np.ndarray]:
     """M×2 pixels of M×3 object points at pose (R, t), and M bool: in front of the camera."""
     points = np.asarray(points, np.float64)
-    in_front = points @ np.asarray(R)[2] + float(np.asarray(t).ravel()[2]) > 1e-6
+    in_front = _depths(points, R, t) > 1e-6
     rvec = cv2.Rodrigues(np.asarray(R, np.float64))[0]
     tvec = np.asarray(t, np.float64).reshape(3, 1)
     pixels = cv2.projectPoints(points, rvec, tvec, np.asarray(K, np.float64), D)[0].reshape(-1, 2)
@@ -202,14 +251,27 @@ def project_points(points: np.ndarray, R, t, K, D) -> tuple[np.ndarray, np.ndarr
 
 
 def agreement(
-    lookup: FrameLookup, points: np.ndarray, desc: np.ndarray, R, t, K, D, radius: float
+    lookup: FrameLookup,
+    points: np.ndarray,
+    desc: np.ndarray,
+    R,
+    t,
+    K,
+    D,
+    radius: float,
+    occluders: Occluders | None = None,
+    occlusion_metres: float = 0.0,
 ) -> Agreement:
     """How M template points (M×3 object frame, M×D unit descriptors) agree with the frame
-    when projected at pose (R, t); points behind the camera count as unseen."""
+    when projected at pose (R, t); points behind the camera, or more than `occlusion_metres`
+    behind one of the `occluders`, count as unseen."""
     pixels, in_front = project_points(points, R, t, K, D)
     found = lookup.best_near(pixels, desc, radius)
-    found.cosine[~in_front] = np.nan
-    found.frame_index[~in_front] = -1
+    unseen = ~in_front
+    if occluders is not None:
+        unseen |= occluders.hidden(pixels, _depths(points, R, t), occlusion_metres)
+    found.cosine[unseen] = np.nan
+    found.frame_index[unseen] = -1
     return found
 
 

@@ -11,6 +11,7 @@ from ockd_ros.features.types import Features
 from ockd_ros.pose.verify import (
     Agreement,
     FrameLookup,
+    Occluders,
     VerifyConfig,
     agreement,
     project_points,
@@ -90,6 +91,7 @@ def test_a_cell_must_be_positive():
         ("refine_reprojection", 0.0),
         ("confident_share", -0.1),
         ("support_diameters", 0.0),
+        ("occlusion_metres", -0.01),
     ],
 )
 def test_bad_settings_are_refused(field, value):
@@ -119,6 +121,38 @@ def test_the_true_pose_agrees_and_a_shifted_one_does_not(lookup):
     assert right.share(conf.agreement) > 0.9 > 0.2 > wrong.share(conf.agreement), (
         right.share(conf.agreement),
         wrong.share(conf.agreement),
+    )
+
+
+def _hiding_plate(x_max: float, depth: float) -> np.ndarray:
+    """Points on a fronto-parallel plate at `depth` metres, covering the image left of
+    camera-frame x = `x_max`·depth (in the plate's own frame, seen at the identity pose)."""
+    xs, ys = np.meshgrid(np.linspace(-0.4, x_max, 120), np.linspace(-0.3, 0.3, 90))
+    return np.column_stack([xs.ravel() * depth, ys.ravel() * depth, np.full(xs.size, depth)])
+
+
+def test_points_behind_a_found_object_are_unseen_not_disagreeing():
+    points, desc, R, t = _scene()
+    pixels, _ = project_points(points, R, t, K, None)
+    behind = pixels[:, 0] < K[0, 2]  # the left half of the plate
+    # The frame shows something else where a nearer object hides the plate.
+    features = _features(_grid())
+    hidden_grid = features.keypoints[:, 0] < K[0, 2] - 2 * STRIDE
+    features.desc_intra[hidden_grid] = np.roll(features.desc_intra[hidden_grid], 7, axis=1)
+    lookup = FrameLookup.of(features, STRIDE)
+    occluders = Occluders(lookup)
+    occluders.add(_hiding_plate(x_max=-0.01, depth=0.4), np.eye(3), np.zeros(3), K, None)
+    plain = agreement(lookup, points, desc, R, t, K, None, 4.0)
+    aware = agreement(lookup, points, desc, R, t, K, None, 4.0, occluders, 0.01)
+    assert plain.share(0.8) < 0.8 < 0.9 < aware.share(0.8), (plain.share(0.8), aware.share(0.8))
+    hidden = np.isnan(aware.cosine) & np.isfinite(plain.cosine)
+    assert hidden.sum() > 0.3 * len(points) and np.all(behind[hidden])
+    # Behind the plate is more than the margin; a plate behind the object hides nothing.
+    occluders_behind = Occluders(lookup)
+    occluders_behind.add(_hiding_plate(x_max=-0.01, depth=1.0), np.eye(3), np.zeros(3), K, None)
+    np.testing.assert_array_equal(
+        agreement(lookup, points, desc, R, t, K, None, 4.0, occluders_behind, 0.01).cosine,
+        plain.cosine,
     )
 
 
