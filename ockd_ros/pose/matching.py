@@ -41,6 +41,12 @@ class MatchingConfig:
     # their `preselect_rows` strongest rows (cheaper: fewer rows, then fewer templates).
     preselect: int = 0
     preselect_rows: int = 16
+    # > 0: the first `spread_rows` rows of each template, which the votes use first, are picked
+    # farthest-point (in the template's pixels) among its strongest `spread_share` of rows, so
+    # that a vote sees the whole view and not only its most textured part (the strongest rows
+    # of a plain bottle lie on its label, often hidden). Applied to banks as they are loaded.
+    spread_rows: int = 0
+    spread_share: float = 0.25
     top_templates: int = 3  # templates with the most matches that go on to PnP
     # Similarities held at once (float32: 4 MB): small enough to stay in cache.
     max_entries: int = 1 << 20
@@ -62,6 +68,8 @@ class MatchingConfig:
             raise ValueError("shortlist must be ≥ 0, shortlist_rows and _frame_step ≥ 1")
         if self.preselect < 0 or self.preselect_rows < 1:
             raise ValueError("preselect must be ≥ 0 and preselect_rows ≥ 1")
+        if self.spread_rows < 0 or not 0.0 < self.spread_share <= 1.0:
+            raise ValueError("spread_rows must be ≥ 0 and spread_share in (0, 1]")
         if self.precision not in PRECISIONS:
             raise ValueError(
                 f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}"

@@ -127,6 +127,27 @@ class TemplateBank:
         cosine = (np.einsum("vij,ij->v", self.poses[:, :3, :3], centred) - 1.0) / 2.0
         return np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
 
+    def spread(self, count: int, share: float) -> TemplateBank:
+        """The bank with the rows of each template reordered: first `count` rows picked
+        farthest-point among its strongest `share` of rows (starting from the strongest), then
+        the others, strongest first. `count` 0: the bank as it is."""
+        if count == 0 or len(self.template_ids) == 0:
+            return self
+        sizes = np.bincount(self.template_ids, minlength=self.num_templates)
+        within = np.arange(len(self.template_ids)) - (np.cumsum(sizes) - sizes)[self.template_ids]
+        pools = np.maximum(np.floor(share * sizes), 1).astype(np.int64)
+        picked = spread_picks(self.keypoints, self.template_ids, within, count, pools)
+        rank = np.where(picked >= 0, picked, count + within)
+        order = np.lexsort((rank, self.template_ids))
+        return dataclasses.replace(
+            self,
+            keypoints=self.keypoints[order],
+            descriptors=self.descriptors[order],
+            points=self.points[order],
+            colors=self.colors[order],
+            template_ids=self.template_ids[order],
+        )
+
     def subset(self, templates: Sequence[int]) -> TemplateBank:
         """A bank with only the given templates, renumbered 0..len-1 (for benchmarks)."""
         templates = np.asarray(templates, dtype=np.int64)
@@ -144,6 +165,38 @@ class TemplateBank:
             poses=self.poses[templates],
             scales=self.scales[templates],
         )
+
+
+def spread_picks(
+    keypoints: np.ndarray,
+    template_ids: np.ndarray,
+    within: np.ndarray,
+    count: int,
+    pools: np.ndarray,
+) -> np.ndarray:
+    """M int64: for each of M rows (M×2 `keypoints`, ascending `template_ids`, `within`: the
+    row's place in its template), its place among the `count` rows of its template picked
+    farthest-point among the template's first `pools[template]` rows, −1 for rows not picked.
+    All templates at once, their pools padded to the largest."""
+    num_templates, width = len(pools), int(pools.max(initial=1))
+    in_pool = np.flatnonzero(within < pools[template_ids])
+    xy = np.full((num_templates, width, 2), np.nan)
+    xy[template_ids[in_pool], within[in_pool]] = keypoints[in_pool]
+    valid = ~np.isnan(xy[..., 0])
+    order = np.full((num_templates, width), -1, np.int64)
+    nearest = np.where(valid, np.inf, -np.inf)  # distance to the nearest pick; −inf: no row
+    pick = np.zeros(num_templates, np.int64)  # the strongest row first
+    templates = np.arange(num_templates)
+    for step in range(min(count, width)):
+        able = valid[templates, pick] & (order[templates, pick] < 0)
+        order[templates[able], pick[able]] = step
+        distance = np.linalg.norm(xy - xy[templates, pick][:, None, :], axis=2)
+        nearest = np.minimum(nearest, np.where(valid, distance, -np.inf))
+        nearest[order >= 0] = -np.inf
+        pick = np.argmax(nearest, axis=1)
+    picked = np.full(len(template_ids), -1, np.int64)
+    picked[in_pool] = order[template_ids[in_pool], within[in_pool]]
+    return picked
 
 
 def sample_viewpoints(count: int, hemisphere: bool = False) -> np.ndarray:

@@ -156,6 +156,8 @@ def test_shortlist_settings_are_checked():
         MatchingConfig(shortlist=-1).validate()
     with pytest.raises(ValueError, match="shortlist"):
         MatchingConfig(shortlist=2, shortlist_rows=0).validate()
+    with pytest.raises(ValueError, match="spread_share"):
+        MatchingConfig(spread_rows=32, spread_share=0.0).validate()
 
 
 def _reference_mutual_nn(frame, bank, template_ids, min_similarity):

@@ -22,6 +22,7 @@ from ockd_ros.pose.templates import (
     render_templates,
     sample_viewpoints,
     scaled_camera,
+    spread_picks,
     template_poses,
 )
 from ockd_ros.samples import default_camera
@@ -90,6 +91,49 @@ def test_bank_points_lie_on_the_mesh_and_reproject_onto_keypoints(renderer, sift
     # Depth-lifted points sit on the surface: near a dense (≈1.5 mm spacing) surface sampling.
     surface = cKDTree(macaroni.sample_points(30000))
     assert np.percentile(surface.query(bank.points)[0], 95) < 0.003
+
+
+def test_spread_picks_start_from_the_strongest_and_go_farthest_first():
+    # Template 0: five rows clustered at the origin (strongest first), then two far apart;
+    # template 1: two rows only; template 2: its far row lies beyond its pool of 2.
+    keypoints = np.array([[0, 0], [1, 0], [0, 1], [1, 1], [2, 2], [100, 0], [0, 50],
+                          [5, 5], [6, 6],
+                          [0, 0], [1, 1], [200, 200]], np.float32)  # fmt: skip
+    template_ids = np.repeat([0, 1, 2], [7, 2, 3])
+    within = np.concatenate([np.arange(7), np.arange(2), np.arange(3)])
+    picked = spread_picks(keypoints, template_ids, within, 3, np.array([7, 2, 2]))
+    assert picked[:7].tolist() == [0, -1, -1, -1, -1, 1, 2]  # the far rows right after the first
+    assert picked[7:9].tolist() == [0, 1]  # fewer rows than picks: all of them
+    assert picked[9:].tolist() == [0, 1, -1]
+
+
+def test_spread_banks_reorder_whole_rows_within_each_template(renderer, sift, macaroni):
+    bank = build_bank(macaroni, sift, renderer, SMALL)
+    spread = bank.spread(4, 0.5)
+    np.testing.assert_array_equal(spread.template_ids, bank.template_ids)
+    for t in range(bank.num_templates):
+        rows, moved = (
+            np.flatnonzero(bank.template_ids == t),
+            np.flatnonzero(spread.template_ids == t),
+        )
+        # The same rows, whole: each keypoint keeps its descriptor, point and colour.
+        assert _row_set(bank, rows) == _row_set(spread, moved)
+        if len(rows) >= 8:  # the first four lie farther apart than the four strongest
+            np.testing.assert_array_equal(spread.keypoints[moved[0]], bank.keypoints[rows[0]])
+            spread_gap = _closest_pair(spread.keypoints[moved[:4]])
+            assert spread_gap >= _closest_pair(bank.keypoints[rows[:4]])
+            assert np.all(np.isin(moved[:4], rows[: len(rows) // 2]))  # from the strongest half
+    assert bank.spread(0, 0.5) is bank
+
+
+def _row_set(bank, rows: np.ndarray) -> list[bytes]:
+    arrays = (bank.keypoints, bank.descriptors, bank.points, bank.colors)
+    return sorted(b"".join(a[row].tobytes() for a in arrays) for row in rows)
+
+
+def _closest_pair(pixels: np.ndarray) -> float:
+    distances = np.linalg.norm(pixels[:, None] - pixels[None], axis=2)
+    return float(distances[~np.eye(len(pixels), dtype=bool)].min())
 
 
 def test_smaller_scales_keep_every_view_with_points_on_the_mesh(renderer, sift, macaroni):
