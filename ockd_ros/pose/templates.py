@@ -138,15 +138,7 @@ class TemplateBank:
         pools = np.maximum(np.floor(share * sizes), 1).astype(np.int64)
         picked = spread_picks(self.keypoints, self.template_ids, within, count, pools)
         rank = np.where(picked >= 0, picked, count + within)
-        order = np.lexsort((rank, self.template_ids))
-        return dataclasses.replace(
-            self,
-            keypoints=self.keypoints[order],
-            descriptors=self.descriptors[order],
-            points=self.points[order],
-            colors=self.colors[order],
-            template_ids=self.template_ids[order],
-        )
+        return self._rows(np.lexsort((rank, self.template_ids)))
 
     def subset(self, templates: Sequence[int]) -> TemplateBank:
         """A bank with only the given templates, renumbered 0..len-1 (for benchmarks)."""
@@ -155,15 +147,23 @@ class TemplateBank:
         renumber[templates] = np.arange(len(templates), dtype=np.int32)
         rows = np.flatnonzero(renumber[self.template_ids] >= 0)
         rows = rows[np.argsort(renumber[self.template_ids[rows]], kind="stable")]
+        subset = self._rows(rows)
+        return dataclasses.replace(
+            subset,
+            template_ids=renumber[subset.template_ids],
+            poses=self.poses[templates],
+            scales=self.scales[templates],
+        )
+
+    def _rows(self, rows: np.ndarray) -> TemplateBank:
+        """The bank with its per-row arrays taken at `rows`, in that order."""
         return dataclasses.replace(
             self,
             keypoints=self.keypoints[rows],
             descriptors=self.descriptors[rows],
             points=self.points[rows],
             colors=self.colors[rows],
-            template_ids=renumber[self.template_ids[rows]],
-            poses=self.poses[templates],
-            scales=self.scales[templates],
+            template_ids=self.template_ids[rows],
         )
 
 
