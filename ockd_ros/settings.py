@@ -242,6 +242,10 @@ SETTINGS = (
         minimum=0.0, maximum=1.0,
     ),
     Setting(
+        "verify_occlusion", "verify.occlusion", True, "with pose verification (ockd): a refused "
+        "pose is judged again on the template points that no object found nearer hides",
+    ),
+    Setting(
         "cache_dir", "cache_dir", "", "template bank cache folder; empty: the default "
         "($XDG_CACHE_HOME/ockd_ros/templates, ~/.cache/ockd_ros/templates without it)", keep="",
     ),
