@@ -212,10 +212,13 @@ class _Found:
 
 @dataclass
 class _Matched:
-    """An object's candidate frame keypoints (N×2 pixels) and their matches with its templates."""
+    """An object's candidate frame keypoints (N×2 pixels) and their matches with its templates;
+    once judged, its PnP hypotheses with their agreement (kept: a refused object may be judged
+    again, with objects found after it hiding some of its points)."""
 
     keypoints: np.ndarray
     matches: TemplateMatches
+    judged: list[tuple[Agreement, _Found]] | None = None
 
 
 # Points sampled on a found object's surface to draw it into the occlusion map: at 4-px cells
@@ -461,11 +464,11 @@ class Estimator:
     ) -> ObjectPose | None:
         """`name`'s pose from its matches (status FOUND), or None (status NO_POSE)."""
         step = time.perf_counter()
-        keypoints, matches = matched.keypoints, matched.matches
         if self.conf.verify.enabled:
-            found = self._verified_pose(name, frame, keypoints, matches, pnp, prior, occluders)
+            found = self._verified_pose(name, frame, matched, pnp, prior, occluders)
         else:
-            found = self._counted_pose(self.banks[name], keypoints, matches, frame.K, frame.D, pnp)
+            bank, keypoints, matches = self.banks[name], matched.keypoints, matched.matches
+            found = self._counted_pose(bank, keypoints, matches, frame.K, frame.D, pnp)
         if found is not None and frame.grey is not None:
             found.result = self._face_right(
                 name, found.result, found.points, found.pixels, frame.grey
@@ -538,8 +541,7 @@ class Estimator:
         self,
         name: str,
         frame: PreparedFrame,
-        keypoints: np.ndarray,
-        matches: TemplateMatches,
+        matched: _Matched,
         pnp: PnPConfig,
         prior: ObjectPose | None = None,
         occluders: Occluders | None = None,
@@ -550,10 +552,10 @@ class Estimator:
         the templates near its view."""
         conf, bank = self.conf.verify, self.banks[name]
         lookup = frame.lookup(self._grid_spacing())
-        judged = [
-            (self._agreement(lookup, name, found, frame), found)
-            for found in self._hypotheses(bank, frame, keypoints, matches, pnp)
-        ]
+        if matched.judged is None:
+            hypotheses = self._hypotheses(bank, frame, matched.keypoints, matched.matches, pnp)
+            matched.judged = [(self._agreement(lookup, name, h, frame), h) for h in hypotheses]
+        judged = matched.judged
         if not judged:
             return None
         evidence, best = strongest(
@@ -578,7 +580,7 @@ class Estimator:
     ) -> bool:
         """Whether `found` is verified by the points of its template that no object found
         nearer hides (a bottle half behind a box agrees with the frame on its visible half)."""
-        if occluders is None:
+        if occluders is None or occluders.empty:
             return False
         unhidden = self._agreement(lookup, name, found, frame, occluders)
         return verified(unhidden, supported, self.conf.verify)

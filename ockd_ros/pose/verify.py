@@ -189,14 +189,20 @@ class FrameLookup:
             pixels[usable, axis] += np.clip(shift[usable], -0.5, 0.5) * self.cell
         return pixels
 
+    def at(self, grid: np.ndarray, rows: np.ndarray, cols: np.ndarray, outside) -> np.ndarray:
+        """The values of a per-cell `grid` (of this lookup's shape) at cells (rows, cols), and
+        `outside` for cells off the grid."""
+        inside = self._inside(rows, cols)
+        values = np.full(len(rows), outside, grid.dtype)
+        values[inside] = grid[rows[inside], cols[inside]]
+        return values
+
     def _neighbours(
         self, rows: np.ndarray, cols: np.ndarray, desc: torch.Tensor
     ) -> tuple[np.ndarray, np.ndarray]:
         """The frame keypoint of each cell (rows, cols) (−1 where none, or off the grid) and
         its cosine with the same row of the M×D `desc` (NaN where none)."""
-        inside = self._inside(rows, cols)
-        index = np.full(len(rows), -1, np.int64)
-        index[inside] = self.index[rows[inside], cols[inside]]
+        index = self.at(self.index, rows, cols, -1)
         cosine = np.full(len(rows), np.nan)
         present = np.flatnonzero(index >= 0)
         cosine[present] = (desc[present] * self.desc[index[present]]).sum(dim=1).numpy()
@@ -215,6 +221,11 @@ class Occluders:
         self.lookup = lookup
         self.depth = np.full(lookup.shape, np.inf)
 
+    @property
+    def empty(self) -> bool:
+        """Nothing drawn yet: no point is hidden."""
+        return not np.isfinite(self.depth).any()
+
     def add(self, surface: np.ndarray, R, t, K, D) -> None:
         """Draw an object: S×3 surface points (object frame, metres) at pose (R, t)."""
         pixels, in_front = project_points(surface, R, t, K, D)
@@ -228,10 +239,7 @@ class Occluders:
     def hidden(self, pixels: np.ndarray, depth: np.ndarray, margin: float) -> np.ndarray:
         """M bool: the points at M×2 `pixels` and M `depth`s lie more than `margin` metres
         behind a drawn object."""
-        rows, cols = self.lookup._cells(pixels)
-        inside = self.lookup._inside(rows, cols)
-        front = np.full(len(rows), np.inf)
-        front[inside] = self.depth[rows[inside], cols[inside]]
+        front = self.lookup.at(self.depth, *self.lookup._cells(pixels), np.inf)
         return depth > front + margin
 
 
