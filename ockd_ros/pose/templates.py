@@ -88,7 +88,7 @@ class TemplateBank:
     """All templates of one object for one feature backend, keypoints flattened over templates.
 
     keypoints: M×2 float32 pixels of the template at its scale. descriptors: M×D float32 unit
-    rows (intra-object).
+    rows (intra-object), or float16 (`with_precision`).
     points: M×3 float32, each keypoint's 3D point in the object frame (metres).
     colors: M×3 uint8 RGB of the template at each keypoint.
     template_ids: M int32, the template of each row, ascending.
@@ -139,6 +139,12 @@ class TemplateBank:
         picked = spread_picks(self.keypoints, self.template_ids, within, count, pools)
         rank = np.where(picked >= 0, picked, count + within)
         return self._rows(np.lexsort((rank, self.template_ids)))
+
+    def with_precision(self, dtype: type[np.floating]) -> TemplateBank:
+        """The bank with its descriptors held in `dtype` (float16 halves their memory)."""
+        if self.descriptors.dtype == dtype:
+            return self
+        return dataclasses.replace(self, descriptors=self.descriptors.astype(dtype))
 
     def subset(self, templates: Sequence[int]) -> TemplateBank:
         """A bank with only the given templates, renumbered 0..len-1 (for benchmarks)."""

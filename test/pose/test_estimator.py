@@ -11,6 +11,7 @@ from ockd_ros.meshes import load_object, resolve_object
 from ockd_ros.model.network import NetworkConfig, OCKDNet
 from ockd_ros.pose import Estimator, EstimatorConfig, TemplateConfig, default_config
 from ockd_ros.pose.estimator import FEW_KEYPOINTS, FOUND
+from ockd_ros.pose.matching import MatchingConfig
 from ockd_ros.samples import render_sample_scene
 from test.scene_checks import assert_found_at_true_poses
 
@@ -175,11 +176,16 @@ def test_ockd_backend_recovers_a_template_pose_with_any_network(renderer, object
         model.reliability_head.bias.fill_(3.0)  # fire everywhere: enough keypoints per template
     extractor = OckdExtractor(OckdConfig(device="cpu", max_keypoints=300), model=model)
     templates = TemplateConfig(views=4, size=192)
-    conf = EstimatorConfig(backend="ockd", templates=templates, cache_dir=str(tmp_path))
+    conf = EstimatorConfig(
+        backend="ockd",
+        templates=templates,
+        matching=MatchingConfig(bank_precision="float16"),
+        cache_dir=str(tmp_path),
+    )
     estimator = Estimator(conf, objects, extractor=extractor, renderer=renderer)
     for obj in objects:
         bank = estimator.banks[obj.name]
-        assert bank.descriptors.shape[1] == 64
+        assert bank.descriptors.shape[1] == 64 and bank.descriptors.dtype == np.float16
         assert np.linalg.norm(bank.inter_mean) == pytest.approx(1.0, abs=1e-5)
         template = int(np.bincount(bank.template_ids).argmax())  # the one with most keypoints
         T_cam_obj = bank.poses[template]

@@ -247,7 +247,26 @@ def test_bfloat16_products_give_the_float32_matches(rng, mutual):
     assert _pairs(found["bfloat16"]) == _pairs(found["float32"])
 
 
+def test_a_float16_bank_matches_as_its_float32_values_do(rng):
+    frame = _unit(rng.normal(size=(300, 64)))
+    bank = _unit(np.concatenate([frame[:120] + 0.2 * rng.normal(size=(120, 64)),
+                                 rng.normal(size=(80, 64))])).astype(np.float16)  # fmt: skip
+    template_ids = np.repeat([0, 1, 2, 3], 50)
+    held = BankDescriptors(bank, template_ids, 4)
+    assert held.desc.dtype == torch.float16  # held as given, not copied to float32
+    widened = BankDescriptors(bank.astype(np.float32), template_ids, 4)
+    conf = MatchingConfig(max_ratio=0.9, ratio_radius=8.0, mutual=False, shortlist=2,
+                          shortlist_rows=20, preselect=3, preselect_rows=10)  # fmt: skip
+    xy = rng.uniform(0, 640, (300, 2))
+    matches, expected = (match_templates(frame, b, conf, xy) for b in (held, widened))
+    assert len(expected) >= 20
+    assert _pairs(matches) == _pairs(expected)
+    np.testing.assert_array_equal(matches.similarity, expected.similarity)
+
+
 def test_precision_is_checked():
     with pytest.raises(ValueError, match="precision"):
         MatchingConfig(precision="float16").validate()
+    with pytest.raises(ValueError, match="bank_precision"):
+        MatchingConfig(bank_precision="bfloat16").validate()
     assert MatchingConfig(precision="auto").dtype in (torch.float32, torch.bfloat16)
