@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,9 @@ class EstimatorConfig:
     # when objects look smaller in the images than in the templates.
     frame_scale: float = 1.0
     cache_dir: str | None = None  # None: default_cache_dir(); '' disables the cache
+    # The next object's matching runs in a worker thread while the current object is posed:
+    # the same poses, and the cores that PnP and the verifier leave idle do the matching.
+    pipeline: bool = True
 
     def validate(self) -> None:
         self.templates.validate()
@@ -232,7 +236,9 @@ SURFACE_SAMPLES = 5000
 
 @dataclass
 class EstimateTiming:
-    """Seconds spent in each step of one `estimate` call (per-object steps summed)."""
+    """Seconds spent in each step of one `estimate` call (per-object steps summed; with
+    `EstimatorConfig.pipeline`, select and match overlap pnp, so the steps add up to more than
+    the total)."""
 
     extract: float = 0.0
     select: float = 0.0
@@ -283,6 +289,7 @@ class Estimator:
             for obj in objects
         }
         self._surfaces: dict[str, np.ndarray] = {}
+        self._matcher: ThreadPoolExecutor | None = None  # the pipeline's worker, made on first use
         self.last_timing = EstimateTiming()
         self.last_status: dict[str, str] = {}
 
@@ -400,10 +407,7 @@ class Estimator:
         occluders = self._occluders(frame)
         found: list[ObjectPose] = []
         refused: dict[str, tuple[_Matched, int]] = {}  # and how many were found when judged
-        for name in names:
-            matched = self._match_object(
-                name, frame, regions.get(name), templates.get(name), pnp, timing
-            )
+        for name, matched in self._matched_in_turn(names, frame, regions, templates, pnp, timing):
             if matched is None:
                 continue
             pose = self._pose(name, frame, matched, pnp, timing, priors.get(name), occluders)
@@ -421,6 +425,43 @@ class Estimator:
         timing.total = frame.extract_seconds + time.perf_counter() - start
         self.last_timing = timing
         return found
+
+    def _matched_in_turn(
+        self,
+        names: list[str],
+        frame: PreparedFrame,
+        regions: Mapping[str, np.ndarray],
+        templates: Mapping[str, Sequence[int]],
+        pnp: PnPConfig,
+        timing: EstimateTiming,
+    ) -> Iterator[tuple[str, _Matched | None]]:
+        """Each object's name and `_match_object` result, in order. With `conf.pipeline`, the
+        next object's are computed in a worker thread while the caller poses this one: torch
+        and OpenCV release the GIL, so the two steps share the cores."""
+
+        def match(name: str) -> _Matched | None:
+            return self._match_object(
+                name, frame, regions.get(name), templates.get(name), pnp, timing
+            )
+
+        if not self.conf.pipeline or len(names) < 2:
+            for name in names:
+                yield name, match(name)
+            return
+        if self._matcher is None:
+            self._matcher = ThreadPoolExecutor(1, thread_name_prefix="ockd-matching")
+        pending: Future | None = self._matcher.submit(match, names[0])
+        try:
+            for following, name in enumerate(names, start=1):
+                matched = pending.result()
+                pending = None
+                if following < len(names):
+                    pending = self._matcher.submit(match, names[following])
+                yield name, matched
+        finally:
+            # The caller stopped early (an error): cancel the next match, or wait for it.
+            if pending is not None and not pending.cancel():
+                pending.exception()
 
     def _match_object(
         self,

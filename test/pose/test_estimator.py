@@ -58,7 +58,26 @@ def test_sift_pipeline_recovers_two_objects_at_known_poses(estimator, scene):
         assert np.mean(scene.view.labels[pixels[:, 1], pixels[:, 0]] == index + 1) > 0.9
     timing = estimator.last_timing
     assert timing.extract > 0 and timing.match > 0 and timing.pnp > 0
+    # The next object's matching overlaps this one's PnP, in a worker thread.
+    assert timing.extract + timing.pnp <= timing.total
+
+
+def test_pipelined_search_gives_the_poses_of_a_sequential_one(
+    estimator, renderer, objects, sift_conf, scene
+):
+    conf = dataclasses.replace(sift_conf, pipeline=False)
+    sequential = Estimator(conf, objects, renderer=renderer)
+    expected = sequential.estimate(scene.rgb, scene.K)
+    timing = sequential.last_timing
     assert timing.extract + timing.select + timing.match + timing.pnp <= timing.total
+    for _ in range(2):  # the worker thread serves every search
+        poses = estimator.estimate(scene.rgb, scene.K)
+        assert [p.name for p in poses] == [p.name for p in expected] == list(NAMES)
+        for pose, same in zip(poses, expected, strict=True):
+            np.testing.assert_array_equal(pose.R, same.R)
+            np.testing.assert_array_equal(pose.t, same.t)
+            np.testing.assert_array_equal(pose.keypoints, same.keypoints)
+        assert estimator.last_status == sequential.last_status
 
 
 def test_shipped_ockd_model_recovers_two_objects_at_known_poses(renderer, tmp_path):
