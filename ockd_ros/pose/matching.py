@@ -225,26 +225,47 @@ def shortlist_templates(
     """Indices of the `conf.shortlist` templates (of each group), best first, ranked by how
     many of their strongest rows pass the ratio test against a frame subsample (every
     `shortlist_frame_step`-th keypoint: sparse enough that neighbours rarely fail the test);
-    with `preselect`, among the winners of a first vote with `preselect_rows` rows each."""
+    with `preselect`, among the winners of a first vote with `preselect_rows` rows each (whose
+    tests the second vote reuses)."""
     frame = torch.from_numpy(np.ascontiguousarray(frame_desc[:: conf.shortlist_frame_step]))
     if bank.offsets[-1] == 0 or len(frame) < 2:
         return np.zeros(0, np.int64)
-    templates = None
     with torch.inference_mode():
+        tested, passed = np.zeros(0, np.int64), torch.zeros(0, dtype=torch.bool)
+        templates = None
         if conf.preselect:
-            rows = bank.strongest_rows(conf.preselect_rows)
-            votes = _votes(frame, bank, rows, conf)
+            tested = bank.strongest_rows(conf.preselect_rows)
+            passed = _passes(frame, bank, tested, conf)
+            votes = _tally(bank, tested, passed)
             templates = np.sort(_most_voted(votes, conf.preselect, bank.groups))
-        votes = _votes(frame, bank, bank.strongest_rows(conf.shortlist_rows, templates), conf)
+        rows = bank.strongest_rows(conf.shortlist_rows, templates)
+        votes = _tally(bank, rows, _passes_reusing(frame, bank, rows, conf, tested, passed))
     return _most_voted(votes, conf.shortlist, bank.groups)
 
 
-def _votes(
+def _passes_reusing(
+    frame: torch.Tensor,
+    bank: BankDescriptors,
+    rows: np.ndarray,
+    conf: MatchingConfig,
+    tested: np.ndarray,
+    passed: torch.Tensor,
+) -> torch.Tensor:
+    """`_passes` of `rows`, taken from `passed` for those among the `tested` rows."""
+    known = torch.full((int(bank.offsets[-1]),), -1, dtype=torch.int8)  # −1: not tested
+    known[torch.from_numpy(tested)] = passed.to(torch.int8)
+    result = known[torch.from_numpy(rows)]
+    untested = result < 0
+    result[untested] = _passes(frame, bank, rows[untested.numpy()], conf).to(torch.int8)
+    return result.bool()
+
+
+def _passes(
     frame: torch.Tensor, bank: BankDescriptors, rows: np.ndarray, conf: MatchingConfig
 ) -> torch.Tensor:
-    """V float32: per template, how many of its `rows` pass the ratio test against `frame`."""
+    """len(rows) bool: whether each bank row passes the ratio test against `frame`."""
     if len(rows) == 0:
-        return torch.zeros(bank.num_templates)
+        return torch.zeros(0, dtype=torch.bool)
     frame_cast = frame.to(conf.dtype)
     passed = []
     for chunk in np.array_split(rows, -(-len(rows) * len(frame) // conf.max_entries)):
@@ -254,9 +275,12 @@ def _votes(
         # In float32 the two may swap places: compare the larger with the smaller.
         top2 = _exact_cosines(rows_desc, frame, top2).sort(dim=1, descending=True).values
         passed.append(_passes_ratio(top2[:, 0], top2[:, 1], conf.max_ratio))
-    return torch.zeros(bank.num_templates).index_add_(
-        0, bank.template_ids[rows], torch.cat(passed).float()
-    )
+    return torch.cat(passed)
+
+
+def _tally(bank: BankDescriptors, rows: np.ndarray, passed: torch.Tensor) -> torch.Tensor:
+    """V float32: per template, how many of its `rows` passed."""
+    return torch.zeros(bank.num_templates).index_add_(0, bank.template_ids[rows], passed.float())
 
 
 def _most_voted(votes: torch.Tensor, count: int, groups: np.ndarray | None) -> np.ndarray:

@@ -8,6 +8,9 @@ from ockd_ros.pose.matching import (
     MatchingConfig,
     TemplateMatches,
     _largest_columns,
+    _most_voted,
+    _passes,
+    _tally,
     first_of_each_group,
     match_templates,
     select_object,
@@ -116,6 +119,26 @@ def test_preselection_keeps_the_template_that_sees_the_frame():
     assert shortlist_templates(frame, bank_desc, conf)[0] == 6
     with pytest.raises(ValueError, match="preselect"):
         MatchingConfig(preselect=-1).validate()
+
+
+def test_the_second_vote_reuses_the_first_votes_tests(rng):
+    """The shortlist is the one two independent votes give: the rows both votes use are
+    tested once, with the same outcome."""
+    frame = _unit(rng.normal(size=(200, 32)))
+    bank = _unit(rng.normal(size=(600, 32)))
+    bank[:300] = _unit(frame[rng.integers(0, 200, 300)] + 0.3 * rng.normal(size=(300, 32)))
+    bank_desc = BankDescriptors(bank, np.sort(rng.integers(0, 30, 600)), 30)
+    conf = MatchingConfig(shortlist=4, shortlist_rows=12, shortlist_frame_step=2, preselect=10,
+                          preselect_rows=4)  # fmt: skip
+    sparse = torch.from_numpy(frame[::2].copy())
+
+    def vote(rows):
+        return _tally(bank_desc, rows, _passes(sparse, bank_desc, rows, conf))
+
+    first = np.sort(_most_voted(vote(bank_desc.strongest_rows(4)), 10, None))
+    expected = _most_voted(vote(bank_desc.strongest_rows(12, first)), 4, None)
+    assert len(expected) == 4
+    np.testing.assert_array_equal(shortlist_templates(frame, bank_desc, conf), expected)
 
 
 def test_each_group_of_templates_is_shortlisted_on_its_own():
