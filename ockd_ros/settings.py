@@ -25,6 +25,7 @@ import yaml
 from ockd_ros.config import merge_config
 from ockd_ros.features import BACKENDS
 from ockd_ros.pose.estimator import MAX_SCALE, MIN_SCALE, EstimatorConfig, default_config
+from ockd_ros.pose.matching import BANK_PRECISIONS
 from ockd_ros.pose.templates import MIN_TEMPLATE_SCALE
 
 DEFAULT_BACKEND = "ockd"
@@ -218,6 +219,12 @@ SETTINGS = (
     Setting(
         "top_templates", "matching.top_templates", 3, "templates with the most matches that go "
         "on to PnP, per object", minimum=1,
+    ),
+    Setting(
+        "bank_precision", "matching.bank_precision", "float32", "type the template banks are "
+        "held in: float16 halves their memory (ockd: about 120 MB per object), and moves the "
+        "poses about as much as a 1e-4 change of the descriptors does",
+        check=one_of(BANK_PRECISIONS),
     ),
     Setting(
         "min_inliers", "pnp.min_inliers", 0, "PnP inliers needed to report a pose; 0: the "

@@ -34,6 +34,7 @@ CHANGED = {
     "max_keypoints": 800,
     "r_thr": 2.0,
     "reprojection_error": 6.0,
+    "bank_precision": "float16",
 }
 
 
@@ -65,7 +66,7 @@ def test_settings_reach_their_fields_for_the_backends_that_have_them():
     sift = estimator_config(CHANGED | {"backend": "sift"})
     assert sift.frame_scale == 2.0
     assert sift.pnp.min_inliers == 20 and sift.pnp.reprojection_error == 6.0
-    assert sift.matching.max_ratio == 0.7
+    assert sift.matching.max_ratio == 0.7 and sift.matching.bank_precision == "float16"
     assert sift.templates.views == 24 and sift.templates.hemisphere
     assert sift.templates.up == (0.0, 1.0, 0.0)
     assert sift.templates.scales == (1.0, 0.5, 0.25)
@@ -90,6 +91,7 @@ def test_invalid_settings_are_refused_with_every_reason():
                 "templates_per_object": "many",
                 "templates_scales": [1.0, 2.0],
                 "backend": "orb",
+                "bank_precision": "int8",
             }
         )
     message = str(refused.value)
@@ -97,6 +99,7 @@ def test_invalid_settings_are_refused_with_every_reason():
     assert "min_inliers=3 must be 0 or ≥ 4" in message
     assert "templates_per_object='many' must be an integer" in message
     assert "backend='orb' must be one of" in message
+    assert "bank_precision='int8' must be one of" in message
     assert "templates_scales=[1.0, 2.0] must be scales in [0.1, 1]" in message
     with pytest.raises(ValueError, match="templates_scales=\\[\\] must be a list of numbers"):
         estimator_config({"templates_scales": []})

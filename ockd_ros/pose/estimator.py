@@ -114,9 +114,7 @@ def default_config(backend: str) -> EstimatorConfig:
     first 32 rows are spread over its view, farthest-point among its strongest quarter: its
     strongest alone lie on its most textured part, which may be hidden); with bfloat16
     products where the CPU has them this is 5x faster than one vote for 8 templates in float32.
-    Banks are held in float16 (half the memory; on YCB-Video the figures moved by less than
-    perturbing the descriptors by 1e-4 does). A
-    pose turned onto a look-alike face is put right by colour (`flips`). Every frame keypoint is a
+    A pose turned onto a look-alike face is put right by colour (`flips`). Every frame keypoint is a
     candidate (mask_threshold −1): the shipped model's inter-object descriptors do not yet separate
     objects from their background.
     xfeat: the SIFT pipeline with three changes, each measured on rendered default objects
@@ -143,7 +141,6 @@ def default_config(backend: str) -> EstimatorConfig:
                 shortlist_rows=64,
                 preselect=32,
                 spread_rows=32,
-                bank_precision="float16",
             ),
             pnp=PnPConfig(min_inliers=12, min_inlier_pixels=12, iterations=300),
             flips=FlipConfig(enabled=True),
