@@ -18,6 +18,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 import trimesh
 
 from ockd_ros.features import create_extractor
@@ -76,9 +77,10 @@ class EstimatorConfig:
     # when objects look smaller in the images than in the templates.
     frame_scale: float = 1.0
     cache_dir: str | None = None  # None: default_cache_dir(); '' disables the cache
-    # The next object's matching runs in a worker thread while the current object is posed:
-    # the same poses, and the cores that PnP and the verifier leave idle do the matching.
-    pipeline: bool = True
+    # Worker threads: the next object's matching runs while the current object is posed, and
+    # the PnP of an object's hypotheses side by side. The same poses; the cores that PnP and the
+    # verifier leave idle do the matching.
+    parallel: bool = True
 
     def validate(self) -> None:
         self.templates.validate()
@@ -234,7 +236,7 @@ SURFACE_SAMPLES = 5000
 @dataclass
 class EstimateTiming:
     """Seconds spent in each step of one `estimate` call (per-object steps summed; with
-    `EstimatorConfig.pipeline`, select and match overlap pnp, so the steps add up to more than
+    `EstimatorConfig.parallel`, select and match overlap pnp, so the steps add up to more than
     the total)."""
 
     extract: float = 0.0
@@ -286,7 +288,9 @@ class Estimator:
             for obj in objects
         }
         self._surfaces: dict[str, np.ndarray] = {}
-        self._matcher: ThreadPoolExecutor | None = None  # the pipeline's worker, made on first use
+        # Worker threads (`conf.parallel`), made on first use.
+        self._matcher: ThreadPoolExecutor | None = None
+        self._solver: ThreadPoolExecutor | None = None
         self.last_timing = EstimateTiming()
         self.last_status: dict[str, str] = {}
 
@@ -432,7 +436,7 @@ class Estimator:
         pnp: PnPConfig,
         timing: EstimateTiming,
     ) -> Iterator[tuple[str, _Matched | None]]:
-        """Each object's name and `_match_object` result, in order. With `conf.pipeline`, the
+        """Each object's name and `_match_object` result, in order. With `conf.parallel`, the
         next object's are computed in a worker thread while the caller poses this one: torch
         and OpenCV release the GIL, so the two steps share the cores."""
 
@@ -441,7 +445,7 @@ class Estimator:
                 name, frame, regions.get(name), templates.get(name), pnp, timing
             )
 
-        if not self.conf.pipeline or len(names) < 2:
+        if not self.conf.parallel or len(names) < 2:
             for name in names:
                 yield name, match(name)
             return
@@ -658,21 +662,36 @@ class Estimator:
         templates = matches.best_templates(
             self.conf.verify.hypotheses, bank.num_templates, self._bank_desc[bank.name].groups
         )
-        hypotheses = []
+        problems = []  # (template, points, pixels)
         for template in templates:
             own = matches.of_template(template)
-            points, pixels = bank.points[own.bank_index], keypoints[own.frame_index]
-            result = solve_pnp(points, pixels, frame.K, frame.D, pnp)
-            if result is not None:
-                hypotheses.append(_Found(result, points, pixels, template, 0.0))
+            problems.append((template, bank.points[own.bank_index], keypoints[own.frame_index]))
         if self.conf.verify.pooled and len(templates) > 1:
             pooled = np.isin(matches.template, templates)
             points = bank.points[matches.bank_index[pooled]]
-            pixels = keypoints[matches.frame_index[pooled]]
-            result = solve_pnp(points, pixels, frame.K, frame.D, pnp)
-            if result is not None:
-                hypotheses.append(_Found(result, points, pixels, templates[0], 0.0))
-        return hypotheses
+            problems.append((templates[0], points, keypoints[matches.frame_index[pooled]]))
+        solved = self._solved([(points, pixels) for _, points, pixels in problems], frame, pnp)
+        return [
+            _Found(result, points, pixels, template, 0.0)
+            for (template, points, pixels), result in zip(problems, solved, strict=True)
+            if result is not None
+        ]
+
+    def _solved(
+        self, problems: list[tuple[np.ndarray, np.ndarray]], frame: PreparedFrame, pnp: PnPConfig
+    ) -> list[PnPResult | None]:
+        """`solve_pnp` of each (points, pixels); with `conf.parallel`, side by side in worker
+        threads (OpenCV releases the GIL)."""
+
+        def solve(problem: tuple[np.ndarray, np.ndarray]) -> PnPResult | None:
+            return solve_pnp(*problem, frame.K, frame.D, pnp)
+
+        if not self.conf.parallel or len(problems) < 2:
+            return [solve(problem) for problem in problems]
+        if self._solver is None:
+            workers = max(1, torch.get_num_threads())
+            self._solver = ThreadPoolExecutor(workers, thread_name_prefix="ockd-pnp")
+        return list(self._solver.map(solve, problems))
 
     def _rows(self, name: str, templates: Sequence[int]) -> np.ndarray:
         """Bank rows of `name`'s templates (ascending), from the bank's row offsets."""
