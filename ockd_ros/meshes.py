@@ -20,6 +20,7 @@ from urllib.parse import unquote
 import numpy as np
 import trimesh
 from PIL import Image
+from scipy.spatial.distance import pdist
 
 from ockd_ros.geometry import unit_scale
 
@@ -82,8 +83,7 @@ class ObjectMesh:
     def diameter(self) -> float:
         """Largest distance between two mesh vertices, in metres."""
         hull = self.mesh.convex_hull.vertices
-        diffs = hull[:, None, :] - hull[None, :, :]
-        return float(np.sqrt((diffs**2).sum(-1)).max())
+        return float(pdist(hull).max()) if len(hull) > 1 else 0.0
 
     @property
     def texture_size(self) -> tuple[int, int] | None:

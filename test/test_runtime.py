@@ -1,6 +1,7 @@
 """The network's runtimes: CPU inference engines on the exported graph against torch, the choice
 at load, the export cache, and torch whenever an engine cannot run."""
 
+import dataclasses
 import logging
 import sys
 
@@ -20,6 +21,7 @@ from ockd_ros.features.runtime import (
 )
 from ockd_ros.model.checkpoint import load_checkpoint
 from ockd_ros.model.network import NetworkConfig, OCKDNet
+from ockd_ros.pose import Estimator, default_config
 
 # float32 engines agree with torch to ~1e-6 on these maps (reliability in [0, ~10], descriptors
 # unit vectors); a graph with sizes frozen at export, or bfloat16 arithmetic, misses by > 1e-2.
@@ -103,6 +105,17 @@ def test_engine_features_match_torch_features(engine, cache_home, astronaut, mon
     np.testing.assert_array_equal(got.keypoints, expected.keypoints)
     for name in ("scores", "desc_intra", "desc_inter"):
         np.testing.assert_allclose(getattr(got, name), getattr(expected, name), atol=TOLERANCE)
+
+
+@pytest.mark.skipif(not _installed("openvino"), reason="openvino not installed")
+def test_an_estimator_warmed_up_leaves_no_compilation_to_its_first_frame(cache_home, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
+    conf = dataclasses.replace(
+        default_config("ockd"), features={"grid_stride": 4, "runtime": "openvino"}
+    )
+    estimator = Estimator(conf, [])  # no objects: the network alone
+    estimator.warm_up((320, 240))
+    assert (1, 240, 320, 3) in estimator.extractor.network.fixed_shape
 
 
 def _by_position(features):

@@ -280,14 +280,22 @@ class Estimator:
             )
             for name, bank in self.banks.items()
         }
-        # Per object: its bounding-box centre (templates look at it, look-alike faces turn about
-        # it) and the turns onto look-alike faces.
+        # Per object, computed here rather than in the first frame that needs them: its
+        # bounding-box centre (templates look at it, look-alike faces turn about it), the turns
+        # onto look-alike faces, its diameter (poses agree within a share of it) and points on
+        # its surface (to draw it into the occlusion map).
         self._centres = {obj.name: obj.mesh.bounds.mean(axis=0) for obj in objects}
         self._turns = {
             obj.name: box_turns(np.ptp(obj.mesh.bounds, axis=0), conf.flips.extent_tolerance)
             for obj in objects
         }
-        self._surfaces: dict[str, np.ndarray] = {}
+        self._diameters = {obj.name: obj.diameter for obj in objects}
+        self._surfaces = {
+            obj.name: np.asarray(
+                trimesh.sample.sample_surface(obj.mesh, SURFACE_SAMPLES, seed=0)[0], np.float64
+            )
+            for obj in objects
+        }
         # Worker threads (`conf.parallel`), made on first use.
         self._matcher: ThreadPoolExecutor | None = None
         self._solver: ThreadPoolExecutor | None = None
@@ -305,9 +313,11 @@ class Estimator:
         return float(focal / template_depth * depth / np.asarray(K)[0, 0])
 
     def warm_up(self, size: tuple[int, int] = (640, 480)) -> float:
-        """Search every object once in a noise image of `size` (width, height): the inference
-        engine compiles its model for that image size and first calls allocate, so the first
-        real frame costs what later ones do. Returns the seconds it took."""
+        """Search every object once in a noise image of `size` (width, height), extracted twice
+        first: an inference engine compiles a model of its own for an image size it sees again
+        (features/runtime.py), and first calls allocate, so the first real frame costs what
+        later ones do (it took 1.7 s instead of 1.0 s on the demo bag). Returns the seconds it
+        took."""
         width, height = size
         if width < 1 or height < 1:
             raise ValueError(f"warm-up size must be positive, got {size}")
@@ -315,7 +325,8 @@ class Estimator:
         noise = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
         focal = float(max(width, height))
         K = np.array([[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]])
-        self.estimate(noise, K)
+        self.prepare(noise, K)
+        self.search(self.prepare(noise, K))
         return time.perf_counter() - start
 
     def estimate(
@@ -544,17 +555,8 @@ class Estimator:
     ) -> ObjectPose:
         """`pose`, drawn into the `occluders` of the objects judged after it."""
         if occluders is not None:
-            occluders.add(self._surface(pose.name), pose.R, pose.t, frame.K, frame.D)
+            occluders.add(self._surfaces[pose.name], pose.R, pose.t, frame.K, frame.D)
         return pose
-
-    def _surface(self, name: str) -> np.ndarray:
-        """S×3 points sampled evenly on `name`'s surface (object frame), sampled once."""
-        if name not in self._surfaces:
-            mesh = self.objects[name].mesh
-            self._surfaces[name] = np.asarray(
-                trimesh.sample.sample_surface(mesh, SURFACE_SAMPLES, seed=0)[0], np.float64
-            )
-        return self._surfaces[name]
 
     def _counted_pose(
         self,
@@ -632,7 +634,7 @@ class Estimator:
     def _same_pose(self, name: str, a: PnPResult, b: PnPResult | ObjectPose) -> bool:
         """Whether two poses of `name` agree within `verify`'s support tolerances."""
         conf = self.conf.verify
-        metres = conf.support_diameters * self.objects[name].diameter
+        metres = conf.support_diameters * self._diameters[name]
         return same_pose(a.R, a.t, b.R, b.t, conf.support_degrees, metres)
 
     def _supported(
