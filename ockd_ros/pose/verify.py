@@ -37,6 +37,9 @@ T = TypeVar("T")
 
 # A sparse backend (SIFT) has no grid: its keypoints are binned into cells of this many pixels.
 SPARSE_CELL = 4.0
+# Template points compared at once by `FrameLookup.best_near`: each gathers the descriptors of
+# every cell within reach (9 at a reach of one cell: 2048 points hold ~9 MB).
+NEAR_CHUNK = 2048
 
 
 @dataclass(frozen=True)
@@ -159,16 +162,27 @@ class FrameLookup:
         `radius` pixels (in whole cells) of each pixel, and its cosine."""
         rows, cols = self._cells(pixels)
         reach = int(np.ceil(radius / self.cell - 1e-9))
+        steps = np.arange(-reach, reach + 1)
+        offset_rows, offset_cols = (o.ravel() for o in np.meshgrid(steps, steps, indexing="ij"))
         desc = torch.from_numpy(np.ascontiguousarray(desc, np.float32))
-        best = np.full(len(rows), -np.inf, np.float32)
+        cosine = np.full(len(rows), np.nan, np.float32)
         best_index = np.full(len(rows), -1, np.int64)
-        for dy in range(-reach, reach + 1):
-            for dx in range(-reach, reach + 1):
-                index, cosine = self._neighbours(rows + dy, cols + dx, desc)
-                better = cosine > best  # NaN (no keypoint there) is never better
-                best[better] = cosine[better]
-                best_index[better] = index[better]
-        cosine = np.where(best_index >= 0, best, np.nan).astype(np.float32)
+        for start in range(0, len(rows), NEAR_CHUNK):
+            chunk = slice(start, start + NEAR_CHUNK)
+            near = self.at(
+                self.index,
+                (rows[chunk, None] + offset_rows).ravel(),
+                (cols[chunk, None] + offset_cols).ravel(),
+                -1,
+            ).reshape(-1, len(offset_rows))  # m×C: the keypoint of each cell within reach
+            cosines = np.full(near.shape, -np.inf, np.float32)
+            point, cell = np.nonzero(near >= 0)
+            cosines[point, cell] = (desc[chunk][point] * self.desc[near[point, cell]]).sum(1)
+            choice = cosines.argmax(axis=1)  # the first of equal maxima, offsets row-major
+            best = cosines[np.arange(len(choice)), choice]
+            found = np.isfinite(best)
+            cosine[chunk][found] = best[found]
+            best_index[chunk][found] = near[np.arange(len(choice)), choice][found]
         return Agreement(cosine, best_index)
 
     def subcell(self, index: np.ndarray, desc: np.ndarray) -> np.ndarray:
