@@ -80,9 +80,13 @@ def main(args) -> None:
     finally:
         node.terminate()
         node.wait(timeout=20)
-    own_ms = 1000 * float(np.median(own)) if own else float("nan")
-    latency_ms = float(np.median(latencies)) if latencies else float("nan")
     print(f"backend {args.backend}, 640×480, {len(names)} object(s), full search, node log {log}")
+    print(f"node peak memory (VmHWM): {node_peak_mb:.0f} MB")
+    if not latencies:  # latency is timed on the poses of OBJECT
+        print(f"no pose of {OBJECT} came back in {args.frames} frames: no latency to report")
+        return
+    own_ms = 1000 * float(np.median(own))
+    latency_ms = float(np.median(latencies))
     print(f"{'measure':<42}{'median ms':>10}{'× estimator':>13}")
     print(f"{'estimator alone (in process)':<42}{own_ms:>10.1f}{1.0:>13.2f}")
     print(f"{'node: publish → pose received':<42}{latency_ms:>10.1f}{latency_ms / own_ms:>13.2f}")
@@ -90,7 +94,6 @@ def main(args) -> None:
     if ages:
         print(f"30 Hz stream: age of the newest pose median {np.median(ages):.0f} ms, "
               f"p90 {np.percentile(ages, 90):.0f} ms, max {np.max(ages):.0f} ms")  # fmt: skip
-    print(f"node peak memory (VmHWM): {node_peak_mb:.0f} MB")
 
 
 def _peak_rss_mb(pid: int) -> float:
