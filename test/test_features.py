@@ -71,6 +71,29 @@ def test_grid_extractor_ignores_the_detector():
         OckdExtractor(OckdConfig(device="cpu", grid_stride=-1), model=model)
 
 
+@pytest.mark.parametrize("grid_stride", [0, 4])
+def test_masks_keep_the_keypoints_inside_with_the_same_descriptors(grid_stride):
+    model = OCKDNet(SMALL)
+    with torch.no_grad():
+        model.reliability_head.bias.fill_(3.0)  # the detector fires everywhere
+    conf = OckdConfig(device="cpu", grid_stride=grid_stride, max_keypoints=500, runtime="torch")
+    extractor = OckdExtractor(conf, model=model)
+    images = np.random.default_rng(1).integers(0, 255, (2, 64, 96, 3), dtype=np.uint8)
+    masks = [np.zeros((64, 96), bool), np.zeros((64, 96), bool)]
+    masks[0][10:40, 20:70] = True
+    masks[1][30:, :50] = True
+    for every, masked, mask in zip(
+        extractor.extract_batch(images), extractor.extract_batch(images, masks), masks, strict=True
+    ):
+        pixels = every.keypoints.round().astype(int)
+        inside = every.select(np.flatnonzero(mask[pixels[:, 1], pixels[:, 0]]))
+        assert 0 < len(masked) < len(every)
+        for name in ("keypoints", "scores", "desc_intra", "desc_inter"):
+            np.testing.assert_array_equal(getattr(masked, name), getattr(inside, name))
+    with pytest.raises(ValueError, match="one H×W mask per image"):
+        extractor.extract_batch(images, masks[:1])
+
+
 def test_detect_refuses_batched_maps():
     with pytest.raises(ValueError, match="H×W"):
         detect_keypoints(torch.zeros(1, 8, 8), 1.5, 1, 10, 0)

@@ -270,15 +270,17 @@ def build_bank(
         for scale_index, scale in enumerate(conf.scales):
             shrunk = [shrink_view(view, scale) for view in batch]
             K_scaled = scaled_camera(K, shrunk[0].depth.shape[::-1], size)
-            for index, view, features in zip(
+            masks = [keypoint_mask(view.labels == 1, conf) for view in shrunk]
+            for index, view, mask, features in zip(
                 range(first, first + len(batch)),
                 shrunk,
-                extract_all(extractor, [view.rgb for view in shrunk]),
+                masks,
+                extract_all(extractor, [view.rgb for view in shrunk], masks),
                 strict=True,
             ):
                 template = scale_index * len(poses) + index
                 parts[scale_index].append(
-                    _lifted(features, view, poses[index], K_scaled, template, conf)
+                    _lifted(features, view, mask, poses[index], K_scaled, template, conf)
                 )
     parts_flat = [part for scale_parts in parts for part in scale_parts]
     inter = [f.desc_inter.sum(0) for f, *_ in parts_flat if f.desc_inter is not None and len(f)]
@@ -303,13 +305,15 @@ def build_bank(
 def _lifted(
     features: Features,
     view: RenderedView,
+    mask: np.ndarray,
     pose: np.ndarray,
     K: np.ndarray,
     template: int,
     conf: TemplateConfig,
 ) -> tuple[Features, np.ndarray, np.ndarray, np.ndarray]:
-    """A template's on-object features, their 3D points (object frame), colours and ids."""
-    features = _on_object(features, view.labels == 1, conf)
+    """A template's features inside `mask` (`keypoint_mask`), their 3D points (object frame),
+    colours and ids."""
+    features = _on_object(features, mask, conf)
     uv = features.keypoints.astype(np.float64)
     rows, columns = np.round(uv[:, 1]).astype(int), np.round(uv[:, 0]).astype(int)
     points = transform_points(invert_pose(pose), backproject(K, uv, view.depth[rows, columns]))
@@ -398,23 +402,31 @@ def turn_view(
     )
 
 
-def extract_all(extractor: FeatureExtractor, images: list[np.ndarray]) -> list[Features]:
-    """Features of same-size images, in one forward pass where the backend batches."""
+def extract_all(
+    extractor: FeatureExtractor, images: list[np.ndarray], masks: list[np.ndarray] | None = None
+) -> list[Features]:
+    """Features of same-size images, in one forward pass where the backend batches; a batching
+    backend keeps only the keypoints inside `masks` (one H×W bool per image), the others all."""
     extract_batch = getattr(extractor, "extract_batch", None)
     if extract_batch is not None:
-        return extract_batch(images)
+        return extract_batch(images, masks)
     return [extractor.extract(image) for image in images]
 
 
-def _on_object(features: Features, mask: np.ndarray, conf: TemplateConfig) -> Features:
-    """The strongest `max_keypoints` features inside the silhouette, `edge_margin` px from it.
+def keypoint_mask(silhouette: np.ndarray, conf: TemplateConfig) -> np.ndarray:
+    """H×W bool: where a template keeps keypoints, its silhouette `edge_margin` px in.
 
     Depth at the silhouette mixes object and background, and descriptors there see the template
     background, which a real image never shows: such keypoints only add wrong 3D points.
     """
-    if conf.edge_margin > 0:
-        kernel = np.ones((2 * conf.edge_margin + 1,) * 2, np.uint8)
-        mask = cv2.erode(mask.astype(np.uint8), kernel).astype(bool)
+    if conf.edge_margin == 0:
+        return silhouette
+    kernel = np.ones((2 * conf.edge_margin + 1,) * 2, np.uint8)
+    return cv2.erode(silhouette.astype(np.uint8), kernel).astype(bool)
+
+
+def _on_object(features: Features, mask: np.ndarray, conf: TemplateConfig) -> Features:
+    """The strongest `max_keypoints` features inside `mask` (`keypoint_mask`)."""
     pixels = np.round(features.keypoints).astype(int)
     inside = mask[
         np.clip(pixels[:, 1], 0, mask.shape[0] - 1), np.clip(pixels[:, 0], 0, mask.shape[1] - 1)
