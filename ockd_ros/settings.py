@@ -222,8 +222,8 @@ SETTINGS = (
     ),
     Setting(
         "bank_precision", "matching.bank_precision", "float32", "type the template banks are "
-        "held in: float16 halves their memory (ockd: about 120 MB per object), and moves the "
-        "poses about as much as a 1e-4 change of the descriptors does",
+        "held in: float16 halves their memory (ockd: 130-160 MB per object in float32), and "
+        "moves the poses about as much as a 1e-4 change of the descriptors does",
         check=one_of(BANK_PRECISIONS),
     ),
     Setting(

@@ -316,8 +316,7 @@ class Estimator:
         """Search every object once in a noise image of `size` (width, height), extracted twice
         first: an inference engine compiles a model of its own for an image size it sees again
         (features/runtime.py), and first calls allocate, so the first real frame costs what
-        later ones do (it took 1.7 s instead of 1.0 s on the demo bag). Returns the seconds it
-        took."""
+        later ones do. Returns the seconds it took."""
         width, height = size
         if width < 1 or height < 1:
             raise ValueError(f"warm-up size must be positive, got {size}")

@@ -55,9 +55,10 @@ class MatchingConfig:
     # multiplies it natively, 3-5x faster than float32). The cosines of the nearest
     # neighbours that the tests compare are recomputed in float32 either way.
     precision: str = "auto"
-    # Type the banks' descriptors are held in: 'float16' halves their memory (~120 MB per
-    # object for ockd); the float32 cosines computed from them differ by ~1e-4, which moves the
-    # poses about as much as any change of the descriptors that size (docs/benchmarks.md).
+    # Type the banks' descriptors are held in: 'float16' halves their memory (ockd: 130-160 MB
+    # per object in float32); the float32 cosines computed from them differ by ~1e-4, which
+    # moves the poses about as much as any change of the descriptors that size
+    # (docs/benchmarks.md).
     bank_precision: str = "float32"
 
     def validate(self) -> None:
