@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ockd_ros.features.runtime import create_runner
-from ockd_ros.features.types import Features, check_image
+from ockd_ros.features.types import Features, check_image, in_region
 from ockd_ros.model.checkpoint import load_checkpoint
 from ockd_ros.model.network import OCKDNet
 
@@ -124,10 +124,8 @@ class OckdExtractor:
                 self.conf.border,
             )
         if mask is not None:
-            pixels = keypoints.round().long().cpu().numpy()
-            rows = np.clip(pixels[:, 1], 0, mask.shape[0] - 1)
-            columns = np.clip(pixels[:, 0], 0, mask.shape[1] - 1)
-            inside = torch.from_numpy(mask[rows, columns]).to(keypoints.device)
+            inside = torch.from_numpy(in_region(keypoints.cpu().numpy(), mask))
+            inside = inside.to(keypoints.device)
             keypoints, scores = keypoints[inside], scores[inside]
         intra = sample_descriptors(desc_intra, keypoints, size)
         inter = sample_descriptors(desc_inter, keypoints, size)

@@ -66,12 +66,17 @@ class Features:
         )
 
     def in_region(self, region: np.ndarray) -> np.ndarray:
-        """N bool: whether each keypoint's nearest pixel lies in the H×W bool `region` (keypoints
-        off the image count as their nearest edge pixel)."""
-        height, width = region.shape
-        x = np.clip(np.rint(self.keypoints[:, 0]).astype(np.int64), 0, width - 1)
-        y = np.clip(np.rint(self.keypoints[:, 1]).astype(np.int64), 0, height - 1)
-        return region[y, x]
+        """N bool: `in_region` of this set's keypoints."""
+        return in_region(self.keypoints, region)
+
+
+def in_region(keypoints: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """N bool: whether each of N×2 (x, y) `keypoints` has its nearest pixel in the H×W bool
+    `region` (keypoints off the image count as their nearest edge pixel)."""
+    height, width = region.shape
+    x = np.clip(np.rint(keypoints[:, 0]).astype(np.int64), 0, width - 1)
+    y = np.clip(np.rint(keypoints[:, 1]).astype(np.int64), 0, height - 1)
+    return region[y, x]
 
 
 class FeatureExtractor(Protocol):

@@ -136,7 +136,7 @@ class BankDescriptors:
         counts = np.bincount(template_ids, minlength=num_templates)
         if len(counts) > num_templates:
             raise ValueError(f"template ids exceed num_templates={num_templates}")
-        if descriptors.dtype not in (np.float32, np.float16):
+        if descriptors.dtype not in BANK_PRECISIONS.values():
             descriptors = descriptors.astype(np.float32)
         self.desc = torch.from_numpy(np.ascontiguousarray(descriptors))
         self.template_ids = torch.from_numpy(template_ids)

@@ -427,10 +427,7 @@ def keypoint_mask(silhouette: np.ndarray, conf: TemplateConfig) -> np.ndarray:
 
 def _on_object(features: Features, mask: np.ndarray, conf: TemplateConfig) -> Features:
     """The strongest `max_keypoints` features inside `mask` (`keypoint_mask`)."""
-    pixels = np.round(features.keypoints).astype(int)
-    inside = mask[
-        np.clip(pixels[:, 1], 0, mask.shape[0] - 1), np.clip(pixels[:, 0], 0, mask.shape[1] - 1)
-    ]
+    inside = features.in_region(mask)
     # Features are sorted by score, strongest first: the first rows inside are the ones to keep.
     return features.select(np.flatnonzero(inside)[: conf.max_keypoints])
 
