@@ -40,6 +40,10 @@ SPARSE_CELL = 4.0
 # Template points compared at once by `FrameLookup.best_near`: each gathers the descriptors of
 # every cell within reach (9 at a reach of one cell: 2048 points hold ~9 MB).
 NEAR_CHUNK = 2048
+# Cell offsets (rows, columns) of a keypoint's neighbours left, right, above and below, which
+# `FrameLookup.subcell` fits its parabolas through: x from the first two, y from the last two.
+NEIGHBOUR_ROWS = np.array([0, 0, -1, 1])
+NEIGHBOUR_COLS = np.array([-1, 1, 0, 0])
 
 
 @dataclass(frozen=True)
@@ -175,14 +179,16 @@ class FrameLookup:
                 (cols[chunk, None] + offset_cols).ravel(),
                 -1,
             ).reshape(-1, len(offset_rows))  # m×C: the keypoint of each cell within reach
-            cosines = np.full(near.shape, -np.inf, np.float32)
-            point, cell = np.nonzero(near >= 0)
-            cosines[point, cell] = (desc[chunk][point] * self.desc[near[point, cell]]).sum(1)
-            choice = cosines.argmax(axis=1)  # the first of equal maxima, offsets row-major
-            best = cosines[np.arange(len(choice)), choice]
+            near = torch.from_numpy(near)
+            # Every cell is compared (an empty one with keypoint 0) and then ruled out: one
+            # gather of m×C×D instead of picking the occupied cells first.
+            cosines = (self.desc[near.clamp(min=0)] * desc[chunk, None, :]).sum(dim=2)
+            cosines[near < 0] = -torch.inf
+            best, choice = cosines.max(dim=1)  # the first of equal maxima, offsets row-major
+            best = best.numpy()
             found = np.isfinite(best)
             cosine[chunk][found] = best[found]
-            best_index[chunk][found] = near[np.arange(len(choice)), choice][found]
+            best_index[chunk][found] = near.gather(1, choice[:, None])[:, 0].numpy()[found]
         return Agreement(cosine, best_index)
 
     def subcell(self, index: np.ndarray, desc: np.ndarray) -> np.ndarray:
@@ -193,9 +199,17 @@ class FrameLookup:
         rows, cols = self._cells(pixels)
         desc = torch.from_numpy(np.ascontiguousarray(desc, np.float32))
         centre = (desc * self.desc[index]).sum(dim=1).numpy()
-        for axis, (dr, dc) in enumerate(((0, 1), (1, 0))):
-            before = self._neighbours(rows - dr, cols - dc, desc)[1]
-            after = self._neighbours(rows + dr, cols + dc, desc)[1]
+        # K×4: the cosines at the cells left, right, above and below (NaN where none).
+        near = self.at(
+            self.index,
+            (rows[:, None] + NEIGHBOUR_ROWS).ravel(),
+            (cols[:, None] + NEIGHBOUR_COLS).ravel(),
+            -1,
+        ).reshape(-1, len(NEIGHBOUR_ROWS))
+        near = torch.from_numpy(near)
+        cosines = (self.desc[near.clamp(min=0)] * desc[:, None, :]).sum(dim=2).double().numpy()
+        cosines[near.numpy() < 0] = np.nan
+        for axis, (before, after) in enumerate((cosines[:, :2].T, cosines[:, 2:].T)):
             curvature = before + after - 2.0 * centre
             with np.errstate(invalid="ignore", divide="ignore"):
                 shift = 0.5 * (before - after) / curvature
@@ -210,17 +224,6 @@ class FrameLookup:
         values = np.full(len(rows), outside, grid.dtype)
         values[inside] = grid[rows[inside], cols[inside]]
         return values
-
-    def _neighbours(
-        self, rows: np.ndarray, cols: np.ndarray, desc: torch.Tensor
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The frame keypoint of each cell (rows, cols) (−1 where none, or off the grid) and
-        its cosine with the same row of the M×D `desc` (NaN where none)."""
-        index = self.at(self.index, rows, cols, -1)
-        cosine = np.full(len(rows), np.nan)
-        present = np.flatnonzero(index >= 0)
-        cosine[present] = (desc[present] * self.desc[index[present]]).sum(dim=1).numpy()
-        return index, cosine
 
 
 class Occluders:
