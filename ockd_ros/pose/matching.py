@@ -393,7 +393,7 @@ def _match_chunk(
     return best_frame[keep], rows[keep], templates[keep], best_sim[keep]
 
 
-# Column slices of the two-level search in `_largest_columns`.
+# Column slices of the two-level search in `_largest_columns` (a power of two: halved in turn).
 SLICES = 16
 
 
@@ -411,11 +411,20 @@ def _largest_columns(similarity: torch.Tensor, k: int) -> torch.Tensor:
     if groups < 4 * k:
         return similarity.topk(k, dim=1).indices
     sliced = similarity[:, : groups * SLICES].view(m, SLICES, groups)
-    best_groups = sliced.amax(dim=1).topk(k, dim=1).indices  # m×k
+    best_groups = _slice_maxima(sliced).topk(k, dim=1).indices  # m×k
     members = best_groups[:, :, None] + groups * torch.arange(SLICES)
     rest = torch.arange(groups * SLICES, n).expand(m, -1)  # the N mod SLICES last columns
     columns = torch.cat([members.reshape(m, -1), rest], dim=1)
     return columns.gather(1, similarity.gather(1, columns).topk(k, dim=1).indices)
+
+
+def _slice_maxima(sliced: torch.Tensor) -> torch.Tensor:
+    """m×G elementwise maxima of the m×S×G `sliced` over its S slices (S a power of two), by
+    halving: torch's `amax` over a middle axis took 1.6x longer on the votes' shapes."""
+    while sliced.shape[1] > 1:
+        half = sliced.shape[1] // 2
+        sliced = torch.maximum(sliced[:, :half], sliced[:, half:])
+    return sliced[:, 0]
 
 
 def _exact_cosines(bank_rows: torch.Tensor, frame: torch.Tensor, nearest: torch.Tensor):
